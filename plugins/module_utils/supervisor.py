@@ -1,0 +1,214 @@
+# -*- coding: utf-8 -*-
+# Copyright: LeanVibe Deploy engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One supervisord per app base dir supervises the app's slot processes.
+
+supervisord runs without systemd and without root, restarts a crashed process,
+retries a failing start with backoff up to a cap, and stops with SIGTERM, a
+drain timeout and then SIGKILL. We talk to it over XML-RPC on a unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xmlrpc.client
+
+from ansible_collections.leanvibe.deploy.plugins.module_utils.common import atomic_write, read_text
+
+try:
+    from supervisor.xmlrpc import SupervisorTransport
+    HAS_SUPERVISOR = True
+    SUPERVISOR_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised where supervisor is absent
+    HAS_SUPERVISOR = False
+    SUPERVISOR_IMPORT_ERROR = exc
+
+RUNNING_STATES = ("RUNNING",)
+FAILED_STATES = ("FATAL", "EXITED", "BACKOFF", "STOPPED", "UNKNOWN")
+
+
+class SupervisorError(Exception):
+    """supervisord could not be reached or refused a request."""
+
+
+def quote_env_value(value):
+    """supervisor parses `environment=` with shlex after %-expansion."""
+    text = str(value)
+    if "\n" in text or "\r" in text or "\0" in text:
+        raise ValueError("environment values must be a single line")
+    return '"%s"' % text.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_program(name, spec):
+    """A `[program:x]` section from a slot spec (command list, directory, env, log file, timings)."""
+    command = " ".join(_quote_arg(arg) for arg in spec["command"])
+    lines = [
+        "; Managed by leanvibe.deploy.canary_deploy. Do not edit by hand.",
+        "[program:%s]" % name,
+        "command=%s" % command.replace("%", "%%"),
+        "directory=%s" % spec["directory"],
+        "autostart=true",
+        # on-failure restart like the seed's restart_policy: unexpected exits only,
+        # a failing start retried `start_retries` times with growing backoff.
+        "autorestart=unexpected",
+        "exitcodes=0",
+        "startsecs=%d" % spec["start_seconds"],
+        "startretries=%d" % spec["start_retries"],
+        "stopsignal=TERM",
+        "stopwaitsecs=%d" % spec["drain_timeout"],
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        "stdout_logfile=%s" % spec["log_file"],
+        "stdout_logfile_maxbytes=10MB",
+        "stdout_logfile_backups=3",
+    ]
+    if spec.get("env"):
+        pairs = ",".join("%s=%s" % (key, quote_env_value(value)) for key, value in sorted(spec["env"].items()))
+        lines.append("environment=%s" % pairs)
+    return "\n".join(lines) + "\n"
+
+
+def _quote_arg(arg):
+    text = str(arg)
+    if text and all(c.isalnum() or c in "-_./:=@+," for c in text):
+        return text
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Supervisor:
+    """The supervisord of one app base dir: config, daemon and XML-RPC client."""
+
+    def __init__(self, base_dir, python=None):
+        self.dir = os.path.join(base_dir, "supervisor")
+        self.conf = os.path.join(self.dir, "supervisord.conf")
+        self.socket = os.path.join(self.dir, "supervisor.sock")
+        self.pid_file = os.path.join(self.dir, "supervisord.pid")
+        self.log_file = os.path.join(self.dir, "supervisord.log")
+        self.programs_dir = os.path.join(self.dir, "programs")
+        self.python = python or sys.executable
+
+    def program_file(self, name):
+        return os.path.join(self.programs_dir, "%s.conf" % name)
+
+    def render_conf(self):
+        return "\n".join([
+            "; Managed by leanvibe.deploy. One supervisord per app base dir.",
+            "[unix_http_server]",
+            "file=%s" % self.socket,
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            "pidfile=%s" % self.pid_file,
+            "logfile=%s" % self.log_file,
+            "logfile_maxbytes=10MB",
+            "logfile_backups=3",
+            "childlogdir=%s" % self.dir,
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            "serverurl=unix://%s" % self.socket,
+            "",
+            "[include]",
+            "files = programs/*.conf",
+            "",
+        ])
+
+    def rpc(self):
+        transport = SupervisorTransport(None, None, "unix://" + self.socket)
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def ping(self):
+        if not os.path.exists(self.socket):
+            return False
+        try:
+            return self.rpc().supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def ensure_running(self, timeout=15.0):
+        os.makedirs(self.programs_dir, mode=0o700, exist_ok=True)
+        conf = self.render_conf()
+        if read_text(self.conf) != conf:
+            atomic_write(self.conf, conf, mode=0o600)
+        if self.ping():
+            return False
+        # Detached from Ansible's pipes and session, so the module returns while supervisord lives on.
+        subprocess.Popen(
+            [self.python, "-m", "supervisor.supervisord", "-c", self.conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True, cwd=self.dir,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ping():
+                return True
+            time.sleep(0.05)
+        raise SupervisorError("supervisord did not start within %d s; see %s." % (timeout, self.log_file))
+
+    def info(self, name):
+        """Process info dict, or None when supervisord does not know the program."""
+        if not self.ping():
+            return None
+        try:
+            return self.rpc().supervisor.getProcessInfo(name)
+        except xmlrpc.client.Fault as fault:
+            if "BAD_NAME" in fault.faultString:
+                return None
+            raise SupervisorError("supervisord: %s" % fault.faultString)
+
+    def stop(self, name):
+        """Graceful stop (SIGTERM, drain timeout, SIGKILL), waiting for it to finish."""
+        info = self.info(name)
+        if info and info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+            try:
+                self.rpc().supervisor.stopProcess(name, True)
+            except xmlrpc.client.Fault as fault:
+                if "NOT_RUNNING" not in fault.faultString:
+                    raise SupervisorError("supervisord could not stop %s: %s" % (name, fault.faultString))
+
+    def replace_program(self, name, conf_text):
+        """Stop the old process of `name`, load `conf_text` and start it."""
+        self.stop(name)
+        atomic_write(self.program_file(name), conf_text, mode=0o600)
+        self._reload_group(name)
+
+    def remove_program(self, name):
+        self.stop(name)
+        path = self.program_file(name)
+        if os.path.exists(path):
+            os.unlink(path)
+        if self.ping():
+            self._reload_group(name)
+
+    def _reload_group(self, name):
+        rpc = self.rpc()
+        try:
+            rpc.supervisor.reloadConfig()
+            try:
+                rpc.supervisor.removeProcessGroup(name)
+            except xmlrpc.client.Fault as fault:
+                if "BAD_NAME" not in fault.faultString:
+                    raise
+            if os.path.exists(self.program_file(name)):
+                rpc.supervisor.addProcessGroup(name)
+        except xmlrpc.client.Fault as fault:
+            raise SupervisorError("supervisord refused program %s: %s" % (name, fault.faultString))
+
+    def wait_started(self, name, timeout):
+        """Wait while supervisord is still STARTING/BACKOFF; return the last info."""
+        deadline = time.monotonic() + timeout
+        info = self.info(name)
+        while info and info["statename"] in ("STARTING", "BACKOFF") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            info = self.info(name)
+        return info
+
+    def shutdown(self):
+        if self.ping():
+            self.rpc().supervisor.shutdown()

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: LeanVibe Deploy engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: nginx_upstream
+short_description: Set the traffic weights of an app's blue and green colors in nginx
+version_added: 0.1.0
+description:
+  - Sets the share of requests that nginx sends to each color of an app, across all the app's hosts.
+  - With the Lua admin endpoint (O(admin_socket)), weights change in nginx's memory without a reload, so no keep-alive
+    connection is dropped. The weights are also written atomically to a file that nginx loads at start and at reload.
+  - A reload happens only when the upstream membership changes, or when nginx has no Lua admin endpoint. The reload path
+    runs C(nginx -t) first; on any failure the previous files are put back and the module fails.
+  - Requests with the header C(X-Canary: always) go only to the canary color while one is set.
+author:
+  - LeanVibe Deploy engineers
+extends_documentation_fragment:
+  - leanvibe.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  app:
+    description:
+      - Name of the app. Lower-case letters, digits and underscores; it names the nginx upstream groups
+        C(leanvibe_<app>_blue) and C(leanvibe_<app>_green).
+    type: str
+    required: true
+  weights:
+    description:
+      - Percentage of traffic per color, whole numbers from 0 to 100 that sum to 100, for example C({blue: 90, green: 10}).
+      - A color left out gets 0.
+      - When left out, the weights in force are kept (all traffic to blue the first time), so that a membership change
+        alone does not move traffic.
+    type: dict
+  stable_color:
+    description:
+      - The color that serves the stable release. Defaults to the color with the larger weight (blue on a tie).
+    type: str
+    choices: [blue, green]
+  canary_color:
+    description:
+      - The color under test. While it is set, requests with C(X-Canary: always) go only to it, whatever the weights.
+    type: str
+    choices: [blue, green]
+  members:
+    description:
+      - Upstream servers per color, as C(host:port), for example C({blue: ['10.0.0.5:9001'], green: ['10.0.0.5:9002']}).
+      - Required the first time; when left out the members from the last run are kept.
+      - A change of members needs a reload.
+    type: dict
+  conf_dir:
+    description:
+      - Folder of the LB's leanvibe config, included by the nginx config. The module writes C(<app>.upstreams.conf),
+        C(<app>.weights) and C(<app>.state.json) there.
+    type: path
+    required: true
+  admin_socket:
+    description:
+      - Unix socket of the LB's Lua admin endpoint. When set, weight changes are applied live without a reload.
+      - Leave unset when nginx has no Lua module; every weight change then reloads nginx.
+    type: path
+  nginx_binary:
+    description: The nginx executable.
+    type: path
+    default: nginx
+  nginx_prefix:
+    description: Prefix (C(-p)) of a user-level nginx instance.
+    type: path
+  nginx_conf:
+    description: Main config file (C(-c)) of the nginx instance.
+    type: path
+  pid_file:
+    description:
+      - Pid file of the nginx master. When nginx is not running the files are written and tested, and apply at its start.
+    type: path
+    default: /run/nginx.pid
+  keepalive:
+    description: Idle keep-alive connections to the upstream servers that each worker keeps open.
+    type: int
+    default: 32
+  max_fails:
+    description: Failed attempts after which a server is considered down for O(fail_timeout) seconds.
+    type: int
+    default: 1
+  fail_timeout:
+    description: Seconds a failed server stays out of rotation.
+    type: int
+    default: 5
+  backup_other_color:
+    description:
+      - List the other color's servers as C(backup) in each color's upstream, so that idempotent requests to a dead
+        color are retried on the other one (C(proxy_next_upstream)) instead of failing.
+    type: bool
+    default: true
+notes:
+  - The nginx_lb role of this collection renders the server blocks, the Lua code and the admin endpoint this module uses.
+seealso:
+  - module: leanvibe.deploy.canary_deploy
+"""
+
+EXAMPLES = r"""
+- name: Send 10 % of traffic to the green canary
+  leanvibe.deploy.nginx_upstream:
+    app: demo
+    weights:
+      blue: 90
+      green: 10
+    stable_color: blue
+    canary_color: green
+    members:
+      blue: ["10.0.0.5:9001", "10.0.0.6:9001"]
+      green: ["10.0.0.5:9002", "10.0.0.6:9002"]
+    conf_dir: /etc/nginx/leanvibe
+    admin_socket: /run/leanvibe/nginx-admin.sock
+
+- name: Switch all traffic to green, keeping the members from the last run
+  leanvibe.deploy.nginx_upstream:
+    app: demo
+    weights:
+      green: 100
+    conf_dir: /etc/nginx/leanvibe
+    admin_socket: /run/leanvibe/nginx-admin.sock
+"""
+
+RETURN = r"""
+before:
+  description: Weights, stable and canary color before the change; null on the first run.
+  returned: always
+  type: dict
+  sample: {"weights": {"blue": 100, "green": 0}, "stable": "blue", "canary": null}
+after:
+  description: Weights, stable and canary color after the change.
+  returned: always
+  type: dict
+  sample: {"weights": {"blue": 90, "green": 10}, "stable": "blue", "canary": "green"}
+method:
+  description:
+    - How the change was applied. V(live) in nginx's memory without a reload, V(reload) by a tested reload,
+      V(file) written for an nginx that is not running, V(none) when nothing needed to change.
+    - In check mode, how it would be applied.
+  returned: always
+  type: str
+  sample: live
+membership_changed:
+  description: Whether the upstream servers changed (which needs a reload).
+  returned: always
+  type: bool
+  sample: false
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError, validate_app_name
+from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
+    AdminClient,
+    NginxControl,
+    NginxError,
+    WeightsDoc,
+    apply_weights,
+    validate_members,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            app=dict(type="str", required=True),
+            weights=dict(type="dict"),
+            stable_color=dict(type="str", choices=["blue", "green"]),
+            canary_color=dict(type="str", choices=["blue", "green"]),
+            members=dict(type="dict"),
+            conf_dir=dict(type="path", required=True),
+            admin_socket=dict(type="path"),
+            nginx_binary=dict(type="path", default="nginx"),
+            nginx_prefix=dict(type="path"),
+            nginx_conf=dict(type="path"),
+            pid_file=dict(type="path", default="/run/nginx.pid"),
+            keepalive=dict(type="int", default=32),
+            max_fails=dict(type="int", default=1),
+            fail_timeout=dict(type="int", default=5),
+            backup_other_color=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        app = validate_app_name(params["app"])
+        doc = None
+        if params["weights"] is not None:
+            doc = WeightsDoc.build(params["weights"], params["stable_color"], params["canary_color"])
+        elif params["stable_color"] or params["canary_color"]:
+            raise ValidationError("stable_color and canary_color need weights.")
+        members = validate_members(params["members"]) if params["members"] is not None else None
+        for name in ("keepalive", "max_fails", "fail_timeout"):
+            if params[name] < 0:
+                raise ValidationError("%s must not be negative." % name)
+    except ValidationError as exc:
+        module.fail_json(msg=str(exc))
+
+    nginx = NginxControl(module.run_command, params["nginx_binary"], params["nginx_prefix"], params["nginx_conf"], params["pid_file"])
+    admin = AdminClient(params["admin_socket"]) if params["admin_socket"] else None
+    options = dict((name, params[name]) for name in ("keepalive", "max_fails", "fail_timeout", "backup_other_color"))
+    try:
+        result = apply_weights(app, params["conf_dir"], doc, members, options, nginx, admin, module.check_mode)
+    except (ValidationError, NginxError) as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg="could not write the nginx files of app %s in %s: %s." % (app, params["conf_dir"], exc))
+
+    diff = result.pop("diff")
+    if module._diff and result["changed"]:
+        result["diff"] = [
+            dict(before_header="weights", after_header="weights",
+                 before=WeightsDoc(**result["before"]).render() if result["before"] else "", after=WeightsDoc(**result["after"]).render()),
+            diff,
+        ]
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
