@@ -22,3 +22,51 @@ collection: $(COLLECTION_LINK)
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
+
+# nginx with the Lua module (live weights) from the OS package manager, only when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NGINX_LUA_MODULE := /usr/lib/nginx/modules/ngx_http_lua_module.so
+nginx:
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || [ ! -f $(NGINX_LUA_MODULE) ]; then \
+	  echo "Installing nginx and its Lua module with apt-get"; \
+	  $(SUDO) apt-get update -qq && \
+	  { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light libnginx-mod-http-lua \
+	    || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-lua; }; \
+	fi
+
+PLAYBOOK := $(BIN)/ansible-playbook -i inventories/local
+RUN_DIR := $(CURDIR)/.run
+
+.PHONY: demo stop status
+demo: setup
+	$(PLAYBOOK) playbooks/site.yml
+	$(PLAYBOOK) playbooks/blue_green.yml -e app_version=2.0.0
+	@$(MAKE) --no-print-directory status
+
+status:
+	@$(BIN)/python scripts/show_local.py
+
+stop:
+	@$(PYTHON) scripts/stop_local.py $(RUN_DIR)
+
+.PHONY: test unit integration
+test: setup
+	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+
+unit:
+	$(BIN)/python -m pytest tests/unit -q
+
+integration:
+	$(BIN)/python -m pytest tests/integration -q
+
+.PHONY: sanity lint
+# ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
+sanity: venv
+	scripts/ansible-test-sanity.sh
+
+# ansible-lint, production profile, offline (.ansible-lint); the .collections link resolves leanvibe.deploy.*.
+lint: venv collection
+	$(BIN)/ansible-lint

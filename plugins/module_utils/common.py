@@ -15,9 +15,11 @@ import tempfile
 
 COLORS = ("blue", "green")
 
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
-_APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_SERVER_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):([0-9]{1,5})$")
+# fullmatch everywhere: `$` would also accept a trailing newline.
+_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_APP_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_SERVER_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):([0-9]{1,5})")
+_PLAIN_PATH_RE = re.compile(r"/[A-Za-z0-9._/+@-]*")
 
 
 class ValidationError(ValueError):
@@ -30,7 +32,7 @@ def validate_version(version):
     version = str(version)
     if "/" in version or "\\" in version or ".." in version or any(c.isspace() for c in version):
         raise ValidationError("version %r must not contain path separators, '..' or spaces." % version)
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):
         raise ValidationError(
             "version %r is not valid: use letters, digits, '.', '_', '+' or '-', starting with a letter or digit, at most 64 characters." % version)
     return version
@@ -47,7 +49,7 @@ def other_color(color):
 
 
 def validate_app_name(app):
-    if not app or not _APP_RE.match(str(app)):
+    if not app or not _APP_RE.fullmatch(str(app)):
         raise ValidationError(
             "app %r is not valid: use lower-case letters, digits and '_', starting with a letter, at most 32 characters." % (app,))
     return app
@@ -65,7 +67,7 @@ def validate_port(port, what="port"):
 
 def validate_server(server):
     """A `host:port` upstream address (IPv6 in brackets)."""
-    match = _SERVER_RE.match(str(server))
+    match = _SERVER_RE.fullmatch(str(server))
     if not match:
         raise ValidationError("upstream server %r is not of the form host:port." % (server,))
     validate_port(match.group(1), "port of upstream server %r" % (server,))
@@ -104,9 +106,18 @@ def validate_absolute_path(path, what):
     return os.path.normpath(str(path))
 
 
+def validate_plain_path(path, what):
+    """An absolute path of plain characters: it goes into config files that have no safe quoting."""
+    path = validate_absolute_path(path, what)
+    if not _PLAIN_PATH_RE.fullmatch(path):
+        raise ValidationError("%s %r may only contain letters, digits and . _ / + @ -." % (what, path))
+    return path
+
+
 def read_text(path, default=None):
+    """The file's text, or `default` when it does not exist. Undecodable bytes become U+FFFD, never an exception."""
     try:
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, "r", encoding="utf-8", errors="replace", newline="") as handle:
             return handle.read()
     except FileNotFoundError:
         return default
@@ -117,7 +128,7 @@ def atomic_write(path, content, mode=0o644):
     directory = os.path.dirname(path) or "."
     fd, tmp_path = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())

@@ -261,6 +261,8 @@ def read_state(files):
         return None
     try:
         state = json.loads(text)
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
         doc = WeightsDoc(state["weights"], state["stable"], state.get("canary"))
         members = validate_members(state["members"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -327,7 +329,7 @@ def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check
     }
     if not result["changed"] or check_mode:
         if check_mode and result["changed"]:
-            result["method"] = "reload" if (conf_changed or not lua) else "live"
+            result["method"] = "file" if not running else ("reload" if (conf_changed or not lua) else "live")
         return result
 
     os.makedirs(conf_dir, exist_ok=True)

@@ -19,20 +19,22 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tarfile
 import tempfile
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     ValidationError,
     atomic_write,
     read_text,
-    restore_file,
     validate_absolute_path,
+    validate_plain_path,
     validate_app_name,
     validate_color,
     validate_port,
@@ -42,6 +44,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import 
 
 RELEASE_MARKER = ".leanvibe-release"
 _PLACEHOLDERS = ("port", "bind", "release_dir", "version", "slot", "app")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SlotError(Exception):
@@ -97,7 +100,7 @@ def port_is_free(bind, port):
 def check_health(url, version=None, timeout=2.0):
     """(healthy, detail) for one GET of the health URL; a version mismatch is unhealthy."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with open_url(url, timeout=timeout, validate_certs=False, follow_redirects="none", use_proxy=False) as response:
             body = response.read(65536)
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -127,7 +130,7 @@ class SlotSpec:
     def __init__(self, params):
         self.app = validate_app_name(params["app"])
         self.slot = validate_color(params["slot"])
-        self.base_dir = validate_absolute_path(params["base_dir"], "base_dir")
+        self.base_dir = validate_plain_path(params["base_dir"], "base_dir")
         self.state = params.get("state", "started")
         self.drain_timeout = self._non_negative(params, "drain_timeout", 15)
         if self.state != "started":
@@ -145,10 +148,10 @@ class SlotSpec:
             raise ValidationError("command must name the program that serves the release.")
         self.env = dict((str(k), "" if v is None else str(v)) for k, v in (params.get("env") or {}).items())
         for key, value in self.env.items():
-            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+            if not _ENV_NAME_RE.fullmatch(key):
                 raise ValidationError("environment variable name %r is not valid." % key)
-            if "\n" in value or "\0" in value:
-                raise ValidationError("environment variable %s must be a single line." % key)
+            if "\0" in value:
+                raise ValidationError("environment variable %s must not contain a NUL character." % key)
         self.health_path = params.get("health_path") or "/health"
         if not self.health_path.startswith("/"):
             raise ValidationError("health_path must start with '/', not %r." % self.health_path)
@@ -289,8 +292,6 @@ class SlotManager:
         }
 
     def deploy(self, check_mode=False):
-        from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import render_program
-
         spec = self.spec
         current = read_slot_state(spec)
         info = self.process_info()
@@ -324,15 +325,18 @@ class SlotManager:
         for folder in ("slots", "logs", "releases"):
             os.makedirs(spec.path(folder), exist_ok=True)
         unpack_release(spec, artifact_sha)
-        program_file = self.supervisor.program_file(spec.program)
-        previous_program = read_text(program_file)
-        previous_link = os.readlink(spec.path("slots", spec.slot)) if os.path.islink(spec.path("slots", spec.slot)) else None
+        previous_program = [read_text(path) for path in self.supervisor.program_files(spec.program)]
+        link = spec.path("slots", spec.slot)
+        previous_link = os.readlink(link) if os.path.islink(link) else None
         self.supervisor.ensure_running()
         point_slot(spec, desired["release_dir"])
         log_offset = os.path.getsize(spec.log_file) if os.path.exists(spec.log_file) else 0
         started = time.monotonic()
-        self.supervisor.replace_program(spec.program, render_program(spec.program, self.program_spec(desired)))
-        ok, detail = self.wait_healthy(spec.health_timeout)
+        try:
+            self.supervisor.replace_program(spec.program, self.supervisor.render(spec.program, self.program_spec(desired)))
+            ok, detail = self.wait_healthy(spec.health_timeout)
+        except SupervisorError as exc:
+            ok, detail = False, str(exc)
         if not ok:
             log_tail = self.log_since(log_offset)
             self.restore(previous_program, previous_link, running)
@@ -368,16 +372,21 @@ class SlotManager:
         return "\n".join(text[offset:].splitlines()[-20:]) or tail(self.spec.log_file)
 
     def restore(self, previous_program, previous_link, was_running):
-        """Put a slot whose new release failed back on its previous program."""
+        """Put a slot whose new release failed back on its previous program (section and exec spec texts)."""
         spec = self.spec
+        link = spec.path("slots", spec.slot)
         try:
-            if previous_program is not None and was_running:
+            if previous_program[0] is not None and was_running:
                 self.supervisor.replace_program(spec.program, previous_program)
             else:
                 self.supervisor.remove_program(spec.program)
-                restore_file(self.supervisor.program_file(spec.program), previous_program)
+                for path, text in zip(self.supervisor.program_files(spec.program), previous_program):
+                    if text is not None:
+                        atomic_write(path, text, mode=0o600)
             if previous_link:
                 point_slot(spec, previous_link)
+            elif os.path.lexists(link):
+                os.unlink(link)
         except (SupervisorError, OSError):
             pass
 
@@ -386,8 +395,7 @@ class SlotManager:
         current = read_slot_state(spec)
         info = self.process_info()
         running = self.is_running(info) or bool(info and info.get("statename") in ("STARTING", "BACKOFF"))
-        program_file = self.supervisor.program_file(spec.program)
-        has_program = os.path.exists(program_file)
+        has_program = os.path.exists(self.supervisor.program_file(spec.program))
         changed = running or has_program or (remove and current is not None)
         result = {
             "slot": spec.slot,

@@ -10,6 +10,7 @@ drain timeout and then SIGKILL. We talk to it over XML-RPC on a unix socket.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,21 +35,32 @@ class SupervisorError(Exception):
     """supervisord could not be reached or refused a request."""
 
 
-def quote_env_value(value):
-    """supervisor parses `environment=` with shlex after %-expansion."""
-    text = str(value)
-    if "\n" in text or "\r" in text or "\0" in text:
-        raise ValueError("environment values must be a single line")
-    return '"%s"' % text.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
+# supervisord's config format has no safe quoting for arbitrary values (inline
+# comments, shlex), so a program's argv and environment go to a JSON file that
+# this launcher reads before it execs the program (same pid, so supervision holds).
+LAUNCHER = """# Managed by leanvibe.deploy: runs a slot's program with the argv and environment of its JSON spec.
+import json
+import os
+import sys
+
+with open(sys.argv[1], encoding="utf-8") as handle:
+    spec = json.load(handle)
+os.environ.update(spec["env"])
+os.execvp(spec["argv"][0], spec["argv"])
+"""
 
 
-def render_program(name, spec):
-    """A `[program:x]` section from a slot spec (command list, directory, env, log file, timings)."""
-    command = " ".join(_quote_arg(arg) for arg in spec["command"])
+def render_exec(spec):
+    """The JSON spec the launcher execs: argv and environment, kept out of supervisord's config."""
+    return json.dumps({"argv": [str(arg) for arg in spec["command"]], "env": dict(spec.get("env") or {})}, indent=2, sort_keys=True) + "\n"
+
+
+def render_program(name, spec, python, launcher, exec_file):
+    """A `[program:x]` section that starts `launcher exec_file` (paths are validated to be plain)."""
     lines = [
         "; Managed by leanvibe.deploy.canary_deploy. Do not edit by hand.",
         "[program:%s]" % name,
-        "command=%s" % command.replace("%", "%%"),
+        "command=%s %s %s" % (python, launcher, exec_file),
         "directory=%s" % spec["directory"],
         "autostart=true",
         # on-failure restart like the seed's restart_policy: unexpected exits only,
@@ -66,17 +78,7 @@ def render_program(name, spec):
         "stdout_logfile_maxbytes=10MB",
         "stdout_logfile_backups=3",
     ]
-    if spec.get("env"):
-        pairs = ",".join("%s=%s" % (key, quote_env_value(value)) for key, value in sorted(spec["env"].items()))
-        lines.append("environment=%s" % pairs)
     return "\n".join(lines) + "\n"
-
-
-def _quote_arg(arg):
-    text = str(arg)
-    if text and all(c.isalnum() or c in "-_./:=@+," for c in text):
-        return text
-    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class Supervisor:
@@ -89,10 +91,22 @@ class Supervisor:
         self.pid_file = os.path.join(self.dir, "supervisord.pid")
         self.log_file = os.path.join(self.dir, "supervisord.log")
         self.programs_dir = os.path.join(self.dir, "programs")
+        self.launcher = os.path.join(self.dir, "launch.py")
         self.python = python or sys.executable
 
     def program_file(self, name):
         return os.path.join(self.programs_dir, "%s.conf" % name)
+
+    def exec_file(self, name):
+        return os.path.join(self.programs_dir, "%s.json" % name)
+
+    def program_files(self, name):
+        """What defines a program: its supervisord section and its exec spec."""
+        return (self.program_file(name), self.exec_file(name))
+
+    def render(self, name, spec):
+        """(section text, exec spec text) of a program."""
+        return render_program(name, spec, self.python, self.launcher, self.exec_file(name)), render_exec(spec)
 
     def render_conf(self):
         return "\n".join([
@@ -133,9 +147,9 @@ class Supervisor:
 
     def ensure_running(self, timeout=15.0):
         os.makedirs(self.programs_dir, mode=0o700, exist_ok=True)
-        conf = self.render_conf()
-        if read_text(self.conf) != conf:
-            atomic_write(self.conf, conf, mode=0o600)
+        for path, text in ((self.conf, self.render_conf()), (self.launcher, LAUNCHER)):
+            if read_text(path) != text:
+                atomic_write(path, text, mode=0o600)
         if self.ping():
             return False
         # Detached from Ansible's pipes and session, so the module returns while supervisord lives on.
@@ -172,17 +186,18 @@ class Supervisor:
                 if "NOT_RUNNING" not in fault.faultString:
                     raise SupervisorError("supervisord could not stop %s: %s" % (name, fault.faultString))
 
-    def replace_program(self, name, conf_text):
-        """Stop the old process of `name`, load `conf_text` and start it."""
+    def replace_program(self, name, texts):
+        """Stop the old process of `name`, write its (section, exec spec) texts and start it."""
         self.stop(name)
-        atomic_write(self.program_file(name), conf_text, mode=0o600)
+        for path, text in zip(self.program_files(name), texts):
+            atomic_write(path, text, mode=0o600)
         self._reload_group(name)
 
     def remove_program(self, name):
         self.stop(name)
-        path = self.program_file(name)
-        if os.path.exists(path):
-            os.unlink(path)
+        for path in self.program_files(name):
+            if os.path.exists(path):
+                os.unlink(path)
         if self.ping():
             self._reload_group(name)
 

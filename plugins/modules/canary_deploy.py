@@ -21,7 +21,7 @@ description:
     dies unexpectedly is restarted; a process that fails at start is retried O(start_retries) times with backoff.
   - The same version already healthy in the slot, with the same command and environment, reports no change.
 author:
-  - LeanVibe Deploy engineers
+  - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
   - leanvibe.deploy.attributes
 attributes:

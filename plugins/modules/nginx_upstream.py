@@ -16,9 +16,9 @@ description:
     connection is dropped. The weights are also written atomically to a file that nginx loads at start and at reload.
   - A reload happens only when the upstream membership changes, or when nginx has no Lua admin endpoint. The reload path
     runs C(nginx -t) first; on any failure the previous files are put back and the module fails.
-  - Requests with the header C(X-Canary: always) go only to the canary color while one is set.
+  - "Requests with the header C(X-Canary: always) go only to the canary color while one is set."
 author:
-  - LeanVibe Deploy engineers
+  - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
   - leanvibe.deploy.attributes
 attributes:
@@ -35,7 +35,7 @@ options:
     required: true
   weights:
     description:
-      - Percentage of traffic per color, whole numbers from 0 to 100 that sum to 100, for example C({blue: 90, green: 10}).
+      - Percentage of traffic per color, whole numbers from 0 to 100 that sum to 100, for example 90 for C(blue) and 10 for C(green).
       - A color left out gets 0.
       - When left out, the weights in force are kept (all traffic to blue the first time), so that a membership change
         alone does not move traffic.
@@ -47,12 +47,12 @@ options:
     choices: [blue, green]
   canary_color:
     description:
-      - The color under test. While it is set, requests with C(X-Canary: always) go only to it, whatever the weights.
+      - "The color under test. While it is set, requests with C(X-Canary: always) go only to it, whatever the weights."
     type: str
     choices: [blue, green]
   members:
     description:
-      - Upstream servers per color, as C(host:port), for example C({blue: ['10.0.0.5:9001'], green: ['10.0.0.5:9002']}).
+      - Upstream servers per color, as lists of C(host:port) under C(blue) and C(green).
       - Required the first time; when left out the members from the last run are kept.
       - A change of members needs a reload.
     type: dict

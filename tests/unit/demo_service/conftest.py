@@ -52,7 +52,7 @@ def fake_redis():
         def serve():
             while True:
                 try:
-                    conn, _ = server.accept()
+                    conn, _addr = server.accept()
                 except OSError:
                     return
                 with conn:

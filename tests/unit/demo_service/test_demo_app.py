@@ -144,7 +144,7 @@ def test_redis_password_is_sent_with_auth(make_client, fake_redis):
 
 
 def test_redis_error_reply_makes_complete_unhealthy(make_client, fake_redis):
-    port, _ = fake_redis(b"-NOAUTH Authentication required.\r\n")
+    port, _received = fake_redis(b"-NOAUTH Authentication required.\r\n")
     response = make_client(REDIS_URL=f"redis://127.0.0.1:{port}").get("/health/complete")
     assert response.status_code == 503
     body = response.json()
@@ -166,7 +166,7 @@ def test_redis_down_makes_complete_unhealthy(make_client):
 
 
 def test_silent_redis_times_out_after_one_second(make_client, fake_redis):
-    port, _ = fake_redis(None)
+    port, _received = fake_redis(None)
     client = make_client(REDIS_URL=f"redis://127.0.0.1:{port}")
     started = time.monotonic()
     response = client.get("/health/complete")
@@ -275,7 +275,7 @@ def test_no_configured_key_locks_the_api(make_client, key):
 
 def test_websocket_ping_pong(client):
     with client.websocket_connect("/ws") as ws:
-        for _ in range(2):
+        for _attempt in range(2):
             ws.send_json({"type": "ping", "id": 1})
             reply = ws.receive_json()
             assert reply["type"] == "pong"
@@ -302,7 +302,7 @@ def test_websocket_rejects_other_messages_and_stays_open(client, message):
 
 def test_error_rate_one_fails_every_api_request(make_client):
     client = make_client(LEANVIBE_FAULT_ERROR_RATE="1.0")
-    for _ in range(20):
+    for _attempt in range(20):
         response = client.post(TASKS, json={"title": "t"}, headers=AUTH)
         assert response.status_code == 500
         assert response.json() == {"detail": "fault injected"}
@@ -312,13 +312,13 @@ def test_error_rate_one_fails_every_api_request(make_client):
 
 def test_error_rate_zero_fails_nothing(make_client):
     client = make_client(LEANVIBE_FAULT_ERROR_RATE="0")
-    statuses = {client.post(TASKS, json={"title": "t"}, headers=AUTH).status_code for _ in range(20)}
+    statuses = {client.post(TASKS, json={"title": "t"}, headers=AUTH).status_code for _attempt in range(20)}
     assert statuses == {201}
 
 
 def test_error_rate_half_fails_about_half(make_client):
     client = make_client(LEANVIBE_FAULT_ERROR_RATE="0.5")
-    failures = sum(client.get(TASKS, headers=AUTH).status_code == 500 for _ in range(200))
+    failures = sum(client.get(TASKS, headers=AUTH).status_code == 500 for _attempt in range(200))
     assert 50 < failures < 150  # ~7 standard deviations each side: not flaky
 
 
