@@ -49,12 +49,13 @@ status:
 stop:
 	@$(PYTHON) scripts/stop_local.py $(RUN_DIR)
 
-.PHONY: test unit integration
+.PHONY: test unit integration molecule
 test: setup
 	$(MAKE) --no-print-directory sanity
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory molecule
 
 unit:
 	$(BIN)/python -m pytest tests/unit -q
@@ -70,3 +71,7 @@ sanity: venv
 # ansible-lint, production profile, offline (.ansible-lint); the .collections link resolves leanvibe.deploy.*.
 lint: venv collection
 	$(BIN)/ansible-lint
+
+# One scenario per role: driver `default`, local connection, converge + idempotence + verify.
+molecule: venv collection
+	scripts/molecule.sh
