@@ -16,8 +16,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-LB_PORT = 18000
-SLOT_PORTS = {"blue": 18001, "green": 18002}
+# Off the ports of `make demo` (8000, 9001, 9002). LEANVIBE_TEST_PORT_BASE lets two test runs share a machine.
+PORT_BASE = int(os.environ.get("LEANVIBE_TEST_PORT_BASE", "18000"))
+LB_PORT = PORT_BASE
+SLOT_PORTS = {"blue": PORT_BASE + 1, "green": PORT_BASE + 2}
 
 
 class PlaybookRun:

@@ -46,7 +46,7 @@ def test_busy_port_is_refused(local_env, unchanged):
 def test_unknown_color_is_refused(local_env, unchanged):
     rc, out = local_env.module("app-local", "leanvibe.deploy.canary_deploy", {
         "app": "demo", "slot": "purple", "version": "1.0.0", "base_dir": local_env.path("app"),
-        "artifact": "/nonexistent.tar.gz", "port": 18003, "command": ["true"]})
+        "artifact": "/nonexistent.tar.gz", "port": SLOT_PORTS["green"] + 1, "command": ["true"]})
     assert rc != 0
     assert "value of slot must be one of: blue, green, got: purple" in out
 

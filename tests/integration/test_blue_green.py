@@ -99,3 +99,18 @@ def test_switches_under_keepalive_load_fail_no_request(local_env):
     assert stream.failures == [], stream.failures[:5]
     assert stream.ok > 500
     assert stream.versions.get("3.0.0", 0) > 0 and stream.versions.get("2.0.0", 0) > 0
+
+
+def test_check_mode_predicts_the_switch_and_changes_nothing(local_env):
+    local_env.playbook("blue_green.yml", "-e", "app_version=2.0.0")
+    before = local_env.snapshot()
+    # 1.0.0 is warm on blue: check mode must predict a weight change and touch nothing.
+    run = local_env.playbook("blue_green.yml", "-e", "app_version=1.0.0", "--check", "--diff")
+    switch = run.results_of("Set the traffic weights of the app")
+    assert switch and switch[0]["changed"] and switch[0]["method"] == "live"
+    assert switch[0]["after"]["weights"] == {"blue": 100, "green": 0}
+    assert any("blue=100" in part.get("after", "") for part in switch[0]["diff"])
+    assert local_env.snapshot() == before
+    assert local_env.served_version() == "2.0.0"
+    site = local_env.playbook("site.yml", "--check")
+    assert site.changed == 0, site.changed_tasks()
