@@ -106,10 +106,14 @@ def validate_absolute_path(path, what):
     return os.path.normpath(str(path))
 
 
+def is_plain_path(path):
+    """Absolute, of letters, digits and . _ / + @ - only: safe in config files that have no quoting."""
+    return bool(_PLAIN_PATH_RE.fullmatch(str(path)))
+
+
 def validate_plain_path(path, what):
-    """An absolute path of plain characters: it goes into config files that have no safe quoting."""
     path = validate_absolute_path(path, what)
-    if not _PLAIN_PATH_RE.fullmatch(path):
+    if not is_plain_path(path):
         raise ValidationError("%s %r may only contain letters, digits and . _ / + @ -." % (what, path))
     return path
 

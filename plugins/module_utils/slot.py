@@ -335,7 +335,7 @@ class SlotManager:
         try:
             self.supervisor.replace_program(spec.program, self.supervisor.render(spec.program, self.program_spec(desired)))
             ok, detail = self.wait_healthy(spec.health_timeout)
-        except SupervisorError as exc:
+        except (SupervisorError, OSError) as exc:
             ok, detail = False, str(exc)
         if not ok:
             log_tail = self.log_since(log_offset)
@@ -376,7 +376,7 @@ class SlotManager:
         spec = self.spec
         link = spec.path("slots", spec.slot)
         try:
-            if previous_program[0] is not None and was_running:
+            if None not in previous_program and was_running:
                 self.supervisor.replace_program(spec.program, previous_program)
             else:
                 self.supervisor.remove_program(spec.program)

@@ -17,7 +17,7 @@ import sys
 import time
 import xmlrpc.client
 
-from ansible_collections.leanvibe.deploy.plugins.module_utils.common import atomic_write, read_text
+from ansible_collections.leanvibe.deploy.plugins.module_utils.common import atomic_write, is_plain_path, read_text
 
 try:
     from supervisor.xmlrpc import SupervisorTransport
@@ -93,6 +93,8 @@ class Supervisor:
         self.programs_dir = os.path.join(self.dir, "programs")
         self.launcher = os.path.join(self.dir, "launch.py")
         self.python = python or sys.executable
+        if not is_plain_path(self.python):
+            raise SupervisorError("the Python path %r has characters that supervisord's config cannot hold." % self.python)
 
     def program_file(self, name):
         return os.path.join(self.programs_dir, "%s.conf" % name)
