@@ -288,15 +288,18 @@ def wait_live(admin, app, doc, timeout=5.0):
 DEFAULT_WEIGHTS = {"blue": 100, "green": 0}
 
 
-def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check_mode=False):
+def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check_mode=False, canary=None):
     """Bring nginx to `doc` and `members`; return a result dict. Raises NginxError after restoring the files.
 
-    `doc` None keeps the weights in force (all to blue the first time); `members` None keeps the members.
+    `doc` None keeps the weights in force (all to blue the first time), with `canary` as the canary
+    color when given; `members` None keeps the members.
     """
     files = UpstreamFiles(conf_dir, app)
     previous = read_state(files)
     if doc is None:
         doc = previous["doc"] if previous else WeightsDoc.build(DEFAULT_WEIGHTS)
+        if canary is not None:
+            doc = WeightsDoc(doc.weights, doc.stable, canary)
     if members is None:
         if previous is None:
             raise ValidationError("members is required the first time the weights of app %s are set." % app)

@@ -48,6 +48,8 @@ options:
   canary_color:
     description:
       - "The color under test. While it is set, requests with C(X-Canary: always) go only to it, whatever the weights."
+      - With O(weights) left out, only the canary color changes and the weights in force are kept.
+      - With O(weights) given and this left out, no color is the canary.
     type: str
     choices: [blue, green]
   members:
@@ -196,8 +198,8 @@ def main():
         doc = None
         if params["weights"] is not None:
             doc = WeightsDoc.build(params["weights"], params["stable_color"], params["canary_color"])
-        elif params["stable_color"] or params["canary_color"]:
-            raise ValidationError("stable_color and canary_color need weights.")
+        elif params["stable_color"]:
+            raise ValidationError("stable_color needs weights.")
         members = validate_members(params["members"]) if params["members"] is not None else None
         for name in ("keepalive", "max_fails", "fail_timeout"):
             if params[name] < 0:
@@ -209,7 +211,7 @@ def main():
     admin = AdminClient(params["admin_socket"]) if params["admin_socket"] else None
     options = dict((name, params[name]) for name in ("keepalive", "max_fails", "fail_timeout", "backup_other_color"))
     try:
-        result = apply_weights(app, params["conf_dir"], doc, members, options, nginx, admin, module.check_mode)
+        result = apply_weights(app, params["conf_dir"], doc, members, options, nginx, admin, module.check_mode, params["canary_color"])
     except (ValidationError, NginxError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

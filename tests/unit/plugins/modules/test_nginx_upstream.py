@@ -126,6 +126,24 @@ def test_second_run_without_weights_or_members_keeps_them(capsys, lb):
     assert result["after"]["weights"] == {"blue": 90, "green": 10}
 
 
+def test_canary_color_alone_keeps_the_weights(capsys, lb):
+    run(capsys, lb.args(weights={"blue": 100}, canary_color=None))
+    result = run(capsys, lb.args(weights=None, canary_color="green", members=None))
+    assert result["changed"] is True
+    assert result["before"] == {"weights": {"blue": 100, "green": 0}, "stable": "blue", "canary": None}
+    assert result["after"] == {"weights": {"blue": 100, "green": 0}, "stable": "blue", "canary": "green"}
+    assert "canary=green" in lb.read("demo.weights")
+
+
+def test_canary_color_alone_equal_to_stable_is_refused(capsys, lb):
+    run(capsys, lb.args(weights={"blue": 100}, canary_color=None))
+    files = lb.files()
+    result = run(capsys, lb.args(weights=None, canary_color="blue", members=None))
+    assert result["failed"] is True
+    assert result["msg"] == "canary color must differ from the stable color blue."
+    assert lb.files() == files
+
+
 def test_weight_change_is_applied(capsys, lb):
     run(capsys, lb.args())
     result = run(capsys, lb.args(weights={"green": 100}, canary_color=None))
@@ -226,7 +244,7 @@ def test_reload_that_never_serves_the_weights_fails_and_restores(capsys, lb, run
     ({"app": "Demo"}, "app 'Demo' is not valid: use lower-case letters, digits and '_', starting with a letter, at most 32 characters."),
     ({"app": "../etc"}, "app '../etc' is not valid"),
     ({"canary_color": "blue"}, "canary color must differ from the stable color blue."),
-    ({"weights": None, "canary_color": "green"}, "stable_color and canary_color need weights."),
+    ({"weights": None, "stable_color": "green"}, "stable_color needs weights."),
     ({"members": {"blue": ["127.0.0.1:9001"]}}, "members must list at least one server for green."),
     ({"members": {"blue": ["127.0.0.1:9001"], "green": ["nope"]}}, "upstream server 'nope' is not of the form host:port."),
     ({"members": dict(MEMBERS, purple=["127.0.0.1:1"])}, "members color 'purple' is unknown"),
