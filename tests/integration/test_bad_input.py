@@ -33,6 +33,8 @@ def test_missing_artifact_is_refused(local_env, unchanged):
 def test_busy_port_is_refused(local_env, unchanged):
     # The idle color's port is taken by a stranger: the deploy must not touch anything.
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # TIME_WAIT leftovers of earlier tests must not stop the blocker itself from binding.
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind(("127.0.0.1", SLOT_PORTS["green"]))
     blocker.listen(1)
     try:

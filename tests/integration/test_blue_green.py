@@ -26,8 +26,10 @@ def test_blue_green_switches_keeps_old_color_warm_and_is_idempotent(local_env):
     assert local_env.slot_version("blue") == "1.0.0"
     assert read_state(local_env) == {"app": "demo", "active_color": "green", "versions": {"blue": "1.0.0", "green": "2.0.0"}}
     switch = run.results_of("Set the traffic weights of the app")
-    assert switch and switch[0]["method"] == "live"
-    assert switch[0]["after"]["weights"] == {"blue": 0, "green": 100}
+    # First the canary route for the probe gate, then the switch itself.
+    assert [result["after"]["canary"] for result in switch] == ["green", None]
+    assert switch[-1]["method"] == "live"
+    assert switch[-1]["after"]["weights"] == {"blue": 0, "green": 100}
 
     again = local_env.playbook("blue_green.yml", "-e", "app_version=2.0.0")
     assert again.changed == 0, again.changed_tasks()
@@ -103,13 +105,15 @@ def test_switches_under_keepalive_load_fail_no_request(local_env):
 
 def test_check_mode_predicts_the_switch_and_changes_nothing(local_env):
     local_env.playbook("blue_green.yml", "-e", "app_version=2.0.0")
+    state = read_state(local_env)
+    idle = "blue" if state["active_color"] == "green" else "green"
     before = local_env.snapshot()
-    # 1.0.0 is warm on blue: check mode must predict a weight change and touch nothing.
-    run = local_env.playbook("blue_green.yml", "-e", "app_version=1.0.0", "--check", "--diff")
-    switch = run.results_of("Set the traffic weights of the app")
-    assert switch and switch[0]["changed"] and switch[0]["method"] == "live"
-    assert switch[0]["after"]["weights"] == {"blue": 100, "green": 0}
-    assert any("blue=100" in part.get("after", "") for part in switch[0]["diff"])
+    # The idle color's release is warm: check mode must predict a weight change and touch nothing.
+    run = local_env.playbook("blue_green.yml", "-e", "app_version=%s" % state["versions"][idle], "--check", "--diff")
+    switch = run.results_of("Set the traffic weights of the app")[-1]
+    assert switch["changed"] and switch["method"] == "live"
+    assert switch["after"]["weights"][idle] == 100
+    assert any("%s=100" % idle in part.get("after", "") for part in switch["diff"])
     assert local_env.snapshot() == before
     assert local_env.served_version() == "2.0.0"
     site = local_env.playbook("site.yml", "--check")
