@@ -75,3 +75,13 @@ lint: venv collection
 # One scenario per role: driver `default`, local connection, converge + idempotence + verify.
 molecule: venv collection
 	scripts/molecule.sh
+
+# Benchmarks (figures in BENCHMARKS.md). They run against the environment `make demo` brings up.
+.PHONY: bench bench-tools
+bench: demo bench-tools
+	$(BIN)/python bench/probe_suite.py --rounds 10
+
+# The seed's probe script needs curl, bc and jq.
+bench-tools:
+	@for tool in curl bc jq; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
