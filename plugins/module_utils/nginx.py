@@ -98,9 +98,6 @@ class WeightsDoc:
     def __eq__(self, other):
         return isinstance(other, WeightsDoc) and self.as_dict() == other.as_dict()
 
-    def __ne__(self, other):
-        return not self == other
-
 
 def validate_members(members):
     if not isinstance(members, dict):

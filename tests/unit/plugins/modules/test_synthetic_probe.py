@@ -1,8 +1,6 @@
 """The synthetic_probe module through main(): argument checks, and a read-only run against a loopback server."""
 
 import json
-import os
-import sys
 
 import pytest
 from ansible.module_utils import basic
