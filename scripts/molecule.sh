@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs `molecule test` for the role scenarios under molecule/ (all of them, or the ones named), from the repo root,
 # with the project's venv first on PATH and its ansible.cfg. Each scenario is timed; the first failure stops the run.
-#   scripts/molecule.sh                 # every scenario: app_slot, nginx_lb
+#   scripts/molecule.sh                 # every scenario under molecule/
 #   scripts/molecule.sh nginx_lb        # one scenario
 #   MOLECULE_ARGS="--destroy=never" scripts/molecule.sh app_slot   # keep it up to poke at it, then `molecule destroy -s app_slot`
 set -euo pipefail
