@@ -127,7 +127,7 @@ def tail(path, lines=20):
 class SlotSpec:
     """Validated arguments of one slot deployment."""
 
-    def __init__(self, params):
+    def __init__(self, params, check_mode=False):
         self.app = validate_app_name(params["app"])
         self.slot = validate_color(params["slot"])
         self.base_dir = validate_plain_path(params["base_dir"], "base_dir")
@@ -137,9 +137,11 @@ class SlotSpec:
             return
         self.version = validate_version(params.get("version"))
         self.artifact = validate_absolute_path(params.get("artifact"), "artifact")
-        if not os.path.isfile(self.artifact):
+        # In check mode the artifact may be a copy that was only predicted: judge it as new.
+        self.artifact_present = os.path.isfile(self.artifact)
+        if not self.artifact_present and not check_mode:
             raise ValidationError("artifact %s does not exist on the host." % self.artifact)
-        if not tarfile.is_tarfile(self.artifact):
+        if self.artifact_present and not tarfile.is_tarfile(self.artifact):
             raise ValidationError("artifact %s is not a tar archive." % self.artifact)
         self.port = validate_port(params.get("port"))
         self.bind = params.get("bind") or "127.0.0.1"
@@ -296,7 +298,7 @@ class SlotManager:
         current = read_slot_state(spec)
         info = self.process_info()
         running = self.is_running(info)
-        artifact_sha = sha256_file(spec.artifact)
+        artifact_sha = sha256_file(spec.artifact) if spec.artifact_present else None
         desired = self.desired_state(artifact_sha)
         same_config = bool(current) and all(current.get(key) == value for key, value in desired.items())
         result = {

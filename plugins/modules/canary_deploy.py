@@ -221,7 +221,7 @@ def main():
         module.fail_json(msg=missing_required_lib("supervisor"), exception=str(SUPERVISOR_IMPORT_ERROR))
 
     try:
-        spec = SlotSpec(module.params)
+        spec = SlotSpec(module.params, check_mode=module.check_mode)
         manager = SlotManager(spec)
         if spec.state == "started":
             result = manager.deploy(check_mode=module.check_mode)

@@ -8,9 +8,15 @@ import time
 from conftest import LB_PORT
 
 
-def read_state(env):
-    with open(env.path("state", "demo.json"), encoding="utf-8") as handle:
+def read_ledger(env):
+    with open(env.path("state", "demo.ledger.json"), encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def read_state(env):
+    """What serves, from the ledger: the app, its active color and the version in each color."""
+    ledger = read_ledger(env)
+    return {"app": ledger["app"], "active_color": ledger["active_color"], "versions": ledger["versions"]}
 
 
 def test_site_serves_the_initial_version_and_is_idempotent(local_env):
