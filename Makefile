@@ -38,9 +38,18 @@ PLAYBOOK := $(BIN)/ansible-playbook -i inventories/local
 RUN_DIR := $(CURDIR)/.run
 
 .PHONY: demo stop status
+DEMO_CANARY := -e '{"canary_steps": [10, 25, 50, 100], "canary_step_pause_s": 3, "canary_abort_delay_s": 3}'
 demo: setup
 	$(PLAYBOOK) playbooks/site.yml
-	$(PLAYBOOK) playbooks/blue_green.yml -e app_version=2.0.0
+	$(PLAYBOOK) playbooks/canary.yml -e app_version=2.0.0 $(DEMO_CANARY)
+	@echo; echo "== A faulty 2.1.0 (30 % of API requests fail) goes out as a canary under traffic; it must roll back on its own."
+	@$(BIN)/python scripts/traffic.py --seconds 120 --rate 40 > $(RUN_DIR)/demo-traffic.json & traffic=$$!; \
+	$(PLAYBOOK) playbooks/canary.yml -e app_version=2.1.0 $(DEMO_CANARY) \
+	  -e '{"app_env": {"LEANVIBE_FAULT_ERROR_RATE": "0.3"}}' > $(RUN_DIR)/demo-canary-2.1.0.log 2>&1; rc=$$?; \
+	kill $$traffic 2>/dev/null; wait $$traffic 2>/dev/null; \
+	grep -E "^(fatal|    msg: 'canary)" -A3 $(RUN_DIR)/demo-canary-2.1.0.log | tail -4; \
+	if [ $$rc -eq 0 ]; then echo "the faulty canary was promoted: see $(RUN_DIR)/demo-canary-2.1.0.log"; exit 1; fi; \
+	echo "== user traffic during that canary: $$(cat $(RUN_DIR)/demo-traffic.json)"
 	@$(MAKE) --no-print-directory status
 
 status:
@@ -80,6 +89,7 @@ molecule: venv collection
 .PHONY: bench bench-tools
 bench: demo bench-tools
 	$(BIN)/python bench/probe_suite.py --rounds 10
+	$(BIN)/python bench/rollback_speed.py --rounds 5 --canary-rounds 3
 
 # The seed's probe script needs curl, bc and jq.
 bench-tools:
