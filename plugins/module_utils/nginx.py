@@ -238,6 +238,32 @@ class NginxControl:
             raise NginxError("nginx reload failed: %s" % ((err or out).strip() or "rc=%d" % rc))
 
 
+# Options of every module that changes an LB's weights; documented by the leanvibe.deploy.nginx fragment.
+NGINX_ARGUMENT_SPEC = dict(
+    conf_dir=dict(type="path", required=True),
+    admin_socket=dict(type="path"),
+    nginx_binary=dict(type="path", default="nginx"),
+    nginx_prefix=dict(type="path"),
+    nginx_conf=dict(type="path"),
+    pid_file=dict(type="path", default="/run/nginx.pid"),
+)
+
+
+def nginx_argument_spec(**extra):
+    """The module's own options plus the nginx ones."""
+    spec = dict((name, dict(value)) for name, value in NGINX_ARGUMENT_SPEC.items())
+    spec.update(extra)
+    return spec
+
+
+def nginx_from_params(module):
+    """(NginxControl, AdminClient or None) from a module's nginx options."""
+    params = module.params
+    nginx = NginxControl(module.run_command, params["nginx_binary"], params["nginx_prefix"], params["nginx_conf"], params["pid_file"])
+    admin = AdminClient(params["admin_socket"]) if params["admin_socket"] else None
+    return nginx, admin
+
+
 class UpstreamFiles:
     def __init__(self, conf_dir, app):
         self.conf = os.path.join(conf_dir, "%s.upstreams.conf" % app)

@@ -21,6 +21,7 @@ author:
   - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
   - leanvibe.deploy.attributes
+  - leanvibe.deploy.nginx
 attributes:
   check_mode:
     support: full
@@ -58,32 +59,6 @@ options:
       - Required the first time; when left out the members from the last run are kept.
       - A change of members needs a reload.
     type: dict
-  conf_dir:
-    description:
-      - Folder of the LB's leanvibe config, included by the nginx config. The module writes C(<app>.upstreams.conf),
-        C(<app>.weights) and C(<app>.state.json) there.
-    type: path
-    required: true
-  admin_socket:
-    description:
-      - Unix socket of the LB's Lua admin endpoint. When set, weight changes are applied live without a reload.
-      - Leave unset when nginx has no Lua module; every weight change then reloads nginx.
-    type: path
-  nginx_binary:
-    description: The nginx executable.
-    type: path
-    default: nginx
-  nginx_prefix:
-    description: Prefix (C(-p)) of a user-level nginx instance.
-    type: path
-  nginx_conf:
-    description: Main config file (C(-c)) of the nginx instance.
-    type: path
-  pid_file:
-    description:
-      - Pid file of the nginx master. When nginx is not running the files are written and tested, and apply at its start.
-    type: path
-    default: /run/nginx.pid
   keepalive:
     description: Idle keep-alive connections to the upstream servers that each worker keeps open.
     type: int
@@ -162,29 +137,23 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError, validate_app_name
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
-    AdminClient,
-    NginxControl,
     NginxError,
     WeightsDoc,
     apply_weights,
+    nginx_argument_spec,
+    nginx_from_params,
     validate_members,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=nginx_argument_spec(
             app=dict(type="str", required=True),
             weights=dict(type="dict"),
             stable_color=dict(type="str", choices=["blue", "green"]),
             canary_color=dict(type="str", choices=["blue", "green"]),
             members=dict(type="dict"),
-            conf_dir=dict(type="path", required=True),
-            admin_socket=dict(type="path"),
-            nginx_binary=dict(type="path", default="nginx"),
-            nginx_prefix=dict(type="path"),
-            nginx_conf=dict(type="path"),
-            pid_file=dict(type="path", default="/run/nginx.pid"),
             keepalive=dict(type="int", default=32),
             max_fails=dict(type="int", default=1),
             fail_timeout=dict(type="int", default=5),
@@ -207,8 +176,7 @@ def main():
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
 
-    nginx = NginxControl(module.run_command, params["nginx_binary"], params["nginx_prefix"], params["nginx_conf"], params["pid_file"])
-    admin = AdminClient(params["admin_socket"]) if params["admin_socket"] else None
+    nginx, admin = nginx_from_params(module)
     options = dict((name, params[name]) for name in ("keepalive", "max_fails", "fail_timeout", "backup_other_color"))
     try:
         result = apply_weights(app, params["conf_dir"], doc, members, options, nginx, admin, module.check_mode, params["canary_color"])

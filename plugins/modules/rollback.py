@@ -37,6 +37,7 @@ author:
   - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
   - leanvibe.deploy.attributes
+  - leanvibe.deploy.nginx
 attributes:
   check_mode:
     support: full
@@ -94,32 +95,6 @@ options:
       started:
         description: When the run started. Accepted for convenience, not used.
         type: str
-  conf_dir:
-    description:
-      - Folder of the LB's leanvibe config, as for M(leanvibe.deploy.nginx_upstream). The members of each color are read
-        from C(<app>.state.json) there.
-    type: path
-    required: true
-  admin_socket:
-    description:
-      - Unix socket of the LB's Lua admin endpoint. When set, the weights change live without a reload.
-      - Leave unset when nginx has no Lua module; the flip then reloads nginx.
-    type: path
-  nginx_binary:
-    description: The nginx executable.
-    type: path
-    default: nginx
-  nginx_prefix:
-    description: Prefix (C(-p)) of a user-level nginx instance.
-    type: path
-  nginx_conf:
-    description: Main config file (C(-c)) of the nginx instance.
-    type: path
-  pid_file:
-    description:
-      - Pid file of the nginx master. When nginx is not running the files are written and apply at its start.
-    type: path
-    default: /run/nginx.pid
   lb_url:
     description:
       - Base URL of the LB for the check after the flip, for example C(http://127.0.0.1:8000).
@@ -291,7 +266,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import LedgerError, LockConflict
-from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import AdminClient, NginxControl, NginxError, WeightsDoc
+from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxError, WeightsDoc, nginx_argument_spec, nginx_from_params
 from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import RollbackError, RollbackSpec, rollback
 
 
@@ -305,7 +280,7 @@ def main():
         started=dict(type="str"),
     )
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=nginx_argument_spec(
             app=dict(type="str", required=True),
             environment=dict(type="str", required=True),
             ledger=dict(type="path", required=True),
@@ -314,12 +289,6 @@ def main():
             emergency=dict(type="bool", default=False),
             autonomous=dict(type="bool", default=False),
             holder=dict(type="dict", options=holder_options),
-            conf_dir=dict(type="path", required=True),
-            admin_socket=dict(type="path"),
-            nginx_binary=dict(type="path", default="nginx"),
-            nginx_prefix=dict(type="path"),
-            nginx_conf=dict(type="path"),
-            pid_file=dict(type="path", default="/run/nginx.pid"),
             lb_url=dict(type="str"),
             check_timeout=dict(type="float", default=10),
             check_count=dict(type="int", default=5),
@@ -328,8 +297,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    nginx = NginxControl(module.run_command, params["nginx_binary"], params["nginx_prefix"], params["nginx_conf"], params["pid_file"])
-    admin = AdminClient(params["admin_socket"]) if params["admin_socket"] else None
+    nginx, admin = nginx_from_params(module)
     try:
         spec = RollbackSpec(params)
         result = rollback(spec, nginx, admin, module.check_mode, started, started_wall)

@@ -8,18 +8,7 @@ from ansible.module_utils import basic
 
 from ansible_collections.leanvibe.deploy.plugins.modules import deployment_state
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
+from ansible.module_utils.testing import patch_module_args
 
 
 ALICE = {"run_id": "a1" * 16, "controller": "ctl", "pid": 1234, "user": "alice", "started": "2026-11-27T04:58:10.120Z"}

@@ -10,18 +10,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as ng
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import WeightsDoc, render_upstreams
 from ansible_collections.leanvibe.deploy.plugins.modules import nginx_upstream
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
+from ansible.module_utils.testing import patch_module_args
 
 
 MEMBERS = {"blue": ["127.0.0.1:9001"], "green": ["127.0.0.1:9002"]}

@@ -9,20 +9,10 @@ from plugin_test_helpers import HealthServer, free_port
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, run_action
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxControl, WeightsDoc, apply_weights
+from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_utils
 from ansible_collections.leanvibe.deploy.plugins.modules import rollback as rollback_module
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
+from ansible.module_utils.testing import patch_module_args
 
 
 BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}
@@ -74,7 +64,7 @@ def site(tmp_path, monkeypatch):
     runner = Runner()
     monkeypatch.setattr(basic.AnsibleModule, "run_command", runner)
     admin = FakeAdmin()
-    monkeypatch.setattr(rollback_module, "AdminClient", lambda path: admin)
+    monkeypatch.setattr(nginx_utils, "AdminClient", lambda path: admin)
     blue, green = HealthServer(), HealthServer()
     blue.serve(version="1.0.0")
     green.serve(version="2.0.0")

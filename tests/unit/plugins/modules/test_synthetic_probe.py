@@ -3,24 +3,12 @@
 import json
 
 import pytest
-from ansible.module_utils import basic
 
 from ansible_collections.leanvibe.deploy.plugins.modules import synthetic_probe
 
 from plugin_test_helpers import free_port
 
-try:
-    from ansible.module_utils.testing import patch_module_args
-except ImportError:  # ansible-core < 2.19
-    import contextlib
-    from unittest import mock
-
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    @contextlib.contextmanager
-    def patch_module_args(args):
-        with mock.patch.object(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))):
-            yield
+from ansible.module_utils.testing import patch_module_args
 
 
 SECRET = "probe-s3cret-key"
