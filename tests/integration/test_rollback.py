@@ -1,0 +1,263 @@
+"""rollback.yml against real nginx, real demo slots and real HTTP: warm flips, cold redeploys, bad targets, a corrupt
+ledger, and how fast an emergency rollback brings the previous version back.
+
+The module's environment is brought up by site.yml (1.0.0 on blue); the tests run in order and each starts from
+the state the one before left.
+"""
+
+import http.client
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import LB_PORT
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------------
+
+def ledger_path(env):
+    return env.path("state", "demo.ledger.json")
+
+
+def read_ledger(env):
+    with open(ledger_path(env), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def stable_version(ledger):
+    return ledger["versions"].get(ledger["active_color"])
+
+
+def served_versions(env, count=20):
+    """What the LB answers to `count` requests in a row."""
+    return {env.served_version() for _index in range(count)}
+
+
+def slot_answers(env, color):
+    """The version a slot answers on its own port, or None when nothing listens."""
+    try:
+        return env.slot_version(color)
+    except OSError:
+        return None
+
+
+def lasting(ledger):
+    """The ledger without its lock (the lock is not lasting content)."""
+    return {key: value for key, value in ledger.items() if key != "lock"}
+
+
+def assert_rollback_entry(env, before, version, from_version, reason):
+    """The ledger after a rollback: one new history entry, manual, nothing in progress, no lock."""
+    ledger = read_ledger(env)
+    assert ledger["lock"] is None and ledger["in_progress"] is None
+    assert stable_version(ledger) == version
+    assert [entry["id"] for entry in ledger["history"][:-1]] == [entry["id"] for entry in before["history"]]
+    entry = ledger["history"][-1]
+    assert (entry["type"], entry["outcome"], entry["autonomous"]) == ("rollback", "rolled_back", False), entry
+    assert (entry["version"], entry["from_version"]) == (version, from_version), entry
+    assert entry["reasons"] == [reason], entry
+    return ledger
+
+
+def blue_green(env, version):
+    return env.playbook("blue_green.yml", "-e", "app_version=%s" % version, "-e", "gate_probe_mode=quick")
+
+
+class HealthWatch:
+    """Polls <lb>/health every 10 ms on one keep-alive connection; notes when `version` first answers."""
+
+    def __init__(self, version, max_seconds=60):
+        self.version = version
+        self.max_seconds = max_seconds
+        self.started = None
+        self.seen_at = None
+        self.errors = 0
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", LB_PORT, timeout=2)
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                conn.request("GET", "/health")
+                response = conn.getresponse()
+                body = response.read()
+                if response.status == 200 and json.loads(body).get("version") == self.version:
+                    self.seen_at = time.monotonic()
+                    break
+            except (OSError, http.client.HTTPException, ValueError):
+                self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", LB_PORT, timeout=2)
+            self.stop_event.wait(0.01)
+        conn.close()
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.join(timeout=5)
+
+    @property
+    def seconds(self):
+        return None if self.seen_at is None else self.seen_at - self.started
+
+
+# --- 1. warm rollback -------------------------------------------------------------------------------------------------
+
+def test_rollback_flips_to_the_warm_previous_release(local_env):
+    blue_green(local_env, "2.0.0")
+    assert served_versions(local_env) == {"2.0.0"}
+    assert slot_answers(local_env, "blue") == "1.0.0"
+    before = read_ledger(local_env)
+
+    run = local_env.playbook("rollback.yml")
+    assert "Run the release in its slot" not in run.changed_tasks()
+    assert served_versions(local_env) == {"1.0.0"}
+    ledger = assert_rollback_entry(local_env, before, "1.0.0", "2.0.0", "manual rollback")
+    assert ledger["active_color"] == "blue" and ledger["versions"] == {"blue": "1.0.0", "green": "2.0.0"}
+    assert ledger["weights"] == {"blue": 100, "green": 0}
+    # The release rolled back from stays warm.
+    assert slot_answers(local_env, "green") == "2.0.0"
+
+
+def test_emergency_rollback_flips_the_same_way_and_fast(local_env):
+    # 2.0.0 is warm on green: blue_green brings it back with a weight flip.
+    blue_green(local_env, "2.0.0")
+    assert served_versions(local_env) == {"2.0.0"}
+    before = read_ledger(local_env)
+
+    with HealthWatch("1.0.0", max_seconds=60) as watch:
+        run = local_env.playbook("rollback.yml", "-e", "emergency=true")
+        ended = time.monotonic() - watch.started
+        # The playbook ends after the flip; allow the poller one more round.
+        deadline = time.monotonic() + 2
+        while watch.seen_at is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    flipped_in = [result["duration_ms"] for result in run.results_of("Roll back the app's traffic") if "duration_ms" in result]
+    print("\nrollback.yml -e emergency=true: LB answers 1.0.0 %.2f s after the process started "
+          "(playbook %.2f s, weights flipped %s ms into the module, %d poll errors)"
+          % (watch.seconds if watch.seconds is not None else -1, ended, flipped_in, watch.errors))
+
+    assert watch.seconds is not None, "the LB never answered 1.0.0"
+    assert watch.seconds < 5.0
+    assert watch.errors == 0
+    assert served_versions(local_env) == {"1.0.0"}
+    assert_rollback_entry(local_env, before, "1.0.0", "2.0.0", "emergency rollback")
+
+
+# --- 2. cold rollback -------------------------------------------------------------------------------------------------
+
+def test_rollback_to_a_stopped_release_redeploys_it_and_flips(local_env):
+    ledger = read_ledger(local_env)
+    assert stable_version(ledger) == "1.0.0" and ledger["versions"]["green"] == "2.0.0"
+    rc, out = local_env.module("app-local", "leanvibe.deploy.canary_deploy", {
+        "app": "demo", "slot": "green", "base_dir": local_env.path("app"), "state": "stopped"})
+    assert rc == 0, out
+    assert slot_answers(local_env, "green") is None
+    before = read_ledger(local_env)
+
+    run = local_env.playbook("rollback.yml", "-e", "target_version=2.0.0")
+    assert "Run the release in its slot" in run.changed_tasks()
+    assert served_versions(local_env) == {"2.0.0"}
+    assert slot_answers(local_env, "green") == "2.0.0"
+    ledger = assert_rollback_entry(local_env, before, "2.0.0", "1.0.0", "manual rollback")
+    assert ledger["active_color"] == "green" and ledger["versions"] == {"blue": "1.0.0", "green": "2.0.0"}
+
+
+def test_rollback_to_a_release_only_in_history_redeploys_it_to_the_idle_color(local_env):
+    # 3.0.0 replaces 1.0.0 on blue: after this, 1.0.0 is in no color, only in the history.
+    blue_green(local_env, "3.0.0")
+    ledger = read_ledger(local_env)
+    assert ledger["versions"] == {"blue": "3.0.0", "green": "2.0.0"} and ledger["active_color"] == "blue"
+    before = ledger
+
+    run = local_env.playbook("rollback.yml", "-e", "target_version=1.0.0")
+    assert "Run the release in its slot" in run.changed_tasks()
+    assert served_versions(local_env) == {"1.0.0"}
+    assert slot_answers(local_env, "green") == "1.0.0"
+    ledger = assert_rollback_entry(local_env, before, "1.0.0", "3.0.0", "manual rollback")
+    assert ledger["active_color"] == "green" and ledger["versions"] == {"blue": "3.0.0", "green": "1.0.0"}
+
+
+# --- 3. a target that never was ---------------------------------------------------------------------------------------
+
+def test_never_deployed_target_is_refused_and_changes_nothing(local_env):
+    before_files = local_env.snapshot()
+    before_ledger = read_ledger(local_env)
+    served = served_versions(local_env)
+
+    run = local_env.playbook("rollback.yml", "-e", "target_version=9.9.9", check=False)
+    assert run.rc != 0
+    # One sentence (a rescue that re-raises it may repeat it, nothing else).
+    assert set(run.failure_messages()) == {
+        "version 9.9.9 of demo was never deployed in local: it is in no color and in no history entry of ledger %s; "
+        "nothing was changed." % ledger_path(local_env)}, run.failure_messages()
+    assert served_versions(local_env) == served
+    after_files = local_env.snapshot()
+    changed = sorted(name for name in set(before_files) | set(after_files) if before_files.get(name) != after_files.get(name))
+    assert [name for name in changed if name != ledger_path(local_env)] == [], changed
+    after_ledger = read_ledger(local_env)
+    assert lasting(after_ledger) == lasting(before_ledger)
+    lock = after_ledger["lock"]
+    if lock is not None:
+        # Put the ledger back for the next tests: release the lock in the name of the run that left it.
+        rc, out = local_env.module("lb-local", "leanvibe.deploy.deployment_state", {
+            "path": ledger_path(local_env), "app": "demo", "environment": "local", "action": "unlock",
+            "holder": lock["holder"]})
+        assert rc == 0, out
+    assert lock is None, (
+        "rollback.yml took the deploy lock (tasks/lock.yml), the rollback module refused the target, and nothing "
+        "released the lock: the ledger keeps the lock of finished run %s (pid %s)" % (lock["holder"]["run_id"], lock["holder"]["pid"]))
+    assert local_env.snapshot() == before_files
+
+
+# --- 4. a corrupt ledger ----------------------------------------------------------------------------------------------
+
+GARBAGE = b'{"schema": 1, "app": "demo", "history": [ this is not json\n'
+
+
+@pytest.mark.parametrize("playbook, extra", [
+    ("rollback.yml", {}),
+    ("rollback.yml", {"emergency": True}),
+    ("canary.yml", {"app_version": "5.0.0", "canary_steps": [50, 100], "canary_step_pause_s": 1}),
+])
+def test_corrupt_ledger_is_refused_and_left_untouched(local_env, playbook, extra):
+    path = ledger_path(local_env)
+    with open(path, "rb") as handle:
+        good = handle.read()
+    try:
+        with open(path, "wb") as handle:
+            handle.write(GARBAGE)
+        before = local_env.snapshot()
+        served = served_versions(local_env)
+        run = local_env.playbook(playbook, "-e", json.dumps(extra), check=False)
+        assert run.rc != 0
+        # One sentence naming the file (a rescue that re-raises it may repeat it, nothing else).
+        messages = set(run.failure_messages())
+        assert len(messages) == 1, messages
+        message = messages.pop()
+        assert message.startswith("ledger %s is corrupt (not JSON" % path), message
+        assert message.endswith("; fix it or move it away.") and "\n" not in message, message
+        with open(path, "rb") as handle:
+            assert handle.read() == GARBAGE
+        assert local_env.snapshot() == before
+        assert served_versions(local_env) == served
+    finally:
+        with open(path, "wb") as handle:
+            handle.write(good)
+    assert read_ledger(local_env)["lock"] is None
+
+
+def test_environment_is_consistent_at_the_end(local_env):
+    """After every rollback above, the ledger, nginx and the slots agree."""
+    ledger = read_ledger(local_env)
+    assert ledger["lock"] is None and ledger["in_progress"] is None
+    assert served_versions(local_env) == {stable_version(ledger)}
+    assert slot_answers(local_env, ledger["active_color"]) == stable_version(ledger)
