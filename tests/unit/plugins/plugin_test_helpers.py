@@ -7,6 +7,9 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import LAUNCHER, render_exec, render_program
 
 
@@ -215,3 +218,24 @@ def tree(path):
         for name in dirs + files:
             found.append(os.path.relpath(os.path.join(root, name), str(path)))
     return sorted(found)
+
+
+def run_module(main, capsys, args, check=False, diff=False, raw=False):
+    """Run a module's main() with `args`; return its JSON result (with `raw`, also `_raw`: the printed text).
+
+    The exit code must match the result: 1 when it failed, 0 otherwise.
+    """
+    args = dict(args)
+    if check:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            main()
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    assert exc.value.code == (1 if result.get("failed") else 0)
+    if raw:
+        result["_raw"] = out
+    return result

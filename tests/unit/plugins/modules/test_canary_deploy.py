@@ -1,14 +1,14 @@
 """The canary_deploy module end to end through main(), with a fake supervisord and a loopback health server."""
 
+import functools
 import json
 import os
 
 import pytest
 
+from plugin_test_helpers import run_module
 from ansible_collections.leanvibe.deploy.plugins.module_utils import slot as slot_mod
 from ansible_collections.leanvibe.deploy.plugins.modules import canary_deploy
-
-from ansible.module_utils.testing import patch_module_args
 
 
 SECRET = "s3cret-value"
@@ -21,20 +21,7 @@ def env(slot_env, monkeypatch):
     return slot_env
 
 
-def run(capsys, args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            canary_deploy.main()
-    out = capsys.readouterr().out
-    result = json.loads(out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    result["_raw"] = out
-    return result
+run = functools.partial(run_module, canary_deploy.main, raw=True)
 
 
 def args_of(slot_env, **overrides):

@@ -1,32 +1,21 @@
 """The deployment_state module end to end through main(), on a ledger in tmp_path."""
 
+import functools
 import json
 import os
 
 import pytest
 from ansible.module_utils import basic
 
+from plugin_test_helpers import run_module
 from ansible_collections.leanvibe.deploy.plugins.modules import deployment_state
-
-from ansible.module_utils.testing import patch_module_args
 
 
 ALICE = {"run_id": "a1" * 16, "controller": "ctl", "pid": 1234, "user": "alice", "started": "2026-11-27T04:58:10.120Z"}
 BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}
 
 
-def run(capsys, args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            deployment_state.main()
-    result = json.loads(capsys.readouterr().out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    return result
+run = functools.partial(run_module, deployment_state.main)
 
 
 @pytest.fixture

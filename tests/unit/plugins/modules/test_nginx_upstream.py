@@ -1,16 +1,15 @@
 """The nginx_upstream module end to end through main(), with run_command mocked and no real nginx."""
 
-import json
+import functools
 import os
 
 import pytest
 from ansible.module_utils import basic
 
+from plugin_test_helpers import run_module
 from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_mod
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import WeightsDoc, render_upstreams
 from ansible_collections.leanvibe.deploy.plugins.modules import nginx_upstream
-
-from ansible.module_utils.testing import patch_module_args
 
 
 MEMBERS = {"blue": ["127.0.0.1:9001"], "green": ["127.0.0.1:9002"]}
@@ -68,18 +67,7 @@ def lb(tmp_path, runner):
     return Lb()
 
 
-def run(capsys, args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            nginx_upstream.main()
-    result = json.loads(capsys.readouterr().out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    return result
+run = functools.partial(run_module, nginx_upstream.main)
 
 
 def test_first_run_with_nginx_stopped_writes_files(capsys, lb, runner):

@@ -1,18 +1,17 @@
 """The rollback module end to end through main(): a fake Lua admin endpoint and nginx, real member health servers."""
 
+import functools
 import json
 import os
 
 import pytest
 from ansible.module_utils import basic
-from plugin_test_helpers import HealthServer, free_port
+from plugin_test_helpers import HealthServer, free_port, run_module
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, run_action
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxControl, WeightsDoc, apply_weights
 from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_utils
 from ansible_collections.leanvibe.deploy.plugins.modules import rollback as rollback_module
-
-from ansible.module_utils.testing import patch_module_args
 
 
 BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}
@@ -44,18 +43,7 @@ class Runner:
         return (0, "", "")
 
 
-def run(capsys, args, check=False, diff=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            rollback_module.main()
-    result = json.loads(capsys.readouterr().out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    return result
+run = functools.partial(run_module, rollback_module.main)
 
 
 @pytest.fixture

@@ -1,29 +1,19 @@
 """The synthetic_probe module through main(): argument checks, and a read-only run against a loopback server."""
 
+import functools
 import json
 
 import pytest
 
 from ansible_collections.leanvibe.deploy.plugins.modules import synthetic_probe
 
-from plugin_test_helpers import free_port
-
-from ansible.module_utils.testing import patch_module_args
+from plugin_test_helpers import free_port, run_module
 
 
 SECRET = "probe-s3cret-key"
 
 
-def run(capsys, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            synthetic_probe.main()
-    result = json.loads(capsys.readouterr().out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    return result
+run = functools.partial(run_module, synthetic_probe.main)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -1,13 +1,13 @@
 """The traffic_analysis module end to end through main(), on crafted access logs in tmp_path."""
 
+import functools
 import json
 import time
 
 import pytest
 
+from plugin_test_helpers import run_module
 from ansible_collections.leanvibe.deploy.plugins.modules import traffic_analysis
-
-from ansible.module_utils.testing import patch_module_args
 
 
 def line(msec, color, status=200, ms=10, header=""):
@@ -37,16 +37,7 @@ def access_log(tmp_path):
     return make
 
 
-def run(capsys, args, check=False):
-    args = dict(args)
-    if check:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            traffic_analysis.main()
-    result = json.loads(capsys.readouterr().out)
-    assert exc.value.code == (1 if result.get("failed") else 0)
-    return result
+run = functools.partial(run_module, traffic_analysis.main)
 
 
 def module_args(path, **overrides):
