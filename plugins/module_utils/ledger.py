@@ -60,6 +60,16 @@ _ENVIRONMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
 
+# Suboptions of a module's `holder` option: the identity the run_identity lookup returns.
+HOLDER_OPTIONS = dict(
+    run_id=dict(type="str", required=True),
+    controller=dict(type="str"),
+    pid=dict(type="int"),
+    user=dict(type="str"),
+    started=dict(type="str"),
+)
+
+
 class LedgerError(Exception):
     """The ledger cannot do what was asked; the message is one sentence for the user."""
 

@@ -296,7 +296,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LedgerError, LockConflict, run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import HOLDER_OPTIONS, Ledger, LedgerError, LockConflict, run_action
 
 
 def main():
@@ -306,13 +306,7 @@ def main():
             app=dict(type="str", required=True),
             environment=dict(type="str", required=True),
             action=dict(type="str", default="info", choices=["info", "lock", "unlock", "begin", "step", "finish", "record"]),
-            holder=dict(type="dict", options=dict(
-                run_id=dict(type="str", required=True),
-                controller=dict(type="str"),
-                pid=dict(type="int"),
-                user=dict(type="str"),
-                started=dict(type="str"),
-            )),
+            holder=dict(type="dict", options=HOLDER_OPTIONS),
             stale_after_s=dict(type="int", default=900),
             force=dict(type="bool", default=False),
             holder_dead=dict(type="bool", default=False),

@@ -265,20 +265,13 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import LedgerError, LockConflict
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import HOLDER_OPTIONS, LedgerError, LockConflict
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxError, WeightsDoc, nginx_argument_spec, nginx_from_params
 from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import RollbackError, RollbackSpec, rollback
 
 
 def main():
     started, started_wall = time.monotonic(), time.time()
-    holder_options = dict(
-        run_id=dict(type="str", required=True),
-        controller=dict(type="str"),
-        pid=dict(type="int"),
-        user=dict(type="str"),
-        started=dict(type="str"),
-    )
     module = AnsibleModule(
         argument_spec=nginx_argument_spec(
             app=dict(type="str", required=True),
@@ -288,7 +281,7 @@ def main():
             reason=dict(type="str", default="manual rollback"),
             emergency=dict(type="bool", default=False),
             autonomous=dict(type="bool", default=False),
-            holder=dict(type="dict", options=holder_options),
+            holder=dict(type="dict", options=HOLDER_OPTIONS),
             lb_url=dict(type="str"),
             check_timeout=dict(type="float", default=10),
             check_count=dict(type="int", default=5),
