@@ -239,3 +239,42 @@ def run_module(main, capsys, args, check=False, diff=False, raw=False):
     if raw:
         result["_raw"] = out
     return result
+
+
+class FakeAdmin:
+    """nginx's in-memory weights behind the admin socket; `get_error`/`put_error` make the endpoint fail."""
+
+    def __init__(self, live=None):
+        self.live = live
+        self.puts = []
+        self.gets = 0
+        self.get_error = None
+        self.put_error = None
+        self.reload_loads_file = True
+
+    def get(self, app):
+        self.gets += 1
+        if self.get_error is not None:
+            raise self.get_error
+        return self.live
+
+    def put(self, app, doc):
+        self.puts.append(doc)
+        if self.put_error is not None:
+            raise self.put_error
+        self.live = doc
+        return doc
+
+
+class FakeRunCommand:
+    """module.run_command stand-in: records argv, answers `nginx -t` with `test_rc` and anything else with success."""
+
+    def __init__(self):
+        self.commands = []
+        self.test_rc = (0, "", "")
+
+    def __call__(self, args, **kwargs):
+        self.commands.append(list(args))
+        if "-t" in args:
+            return self.test_rc
+        return (0, "", "")

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from plugin_test_helpers import FakeAdmin
 from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_mod
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
@@ -537,31 +538,6 @@ def test_upstream_files_paths_snapshot_and_restore(tmp_path):
 
 
 # --- wait_live ----------------------------------------------------------------------------
-
-
-class FakeAdmin:
-    """nginx's in-memory weights; `get_error`/`put_error` make the endpoint fail."""
-
-    def __init__(self, live=None):
-        self.live = live
-        self.puts = []
-        self.gets = 0
-        self.get_error = None
-        self.put_error = None
-        self.reload_loads_file = True
-
-    def get(self, app):
-        self.gets += 1
-        if self.get_error is not None:
-            raise self.get_error
-        return self.live
-
-    def put(self, app, doc):
-        self.puts.append(doc)
-        if self.put_error is not None:
-            raise self.put_error
-        self.live = doc
-        return doc
 
 
 def test_wait_live_true_when_served():

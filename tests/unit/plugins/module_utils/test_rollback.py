@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from plugin_test_helpers import HealthServer, free_port
+from plugin_test_helpers import FakeAdmin, FakeRunCommand, HealthServer, free_port
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LockConflict, empty_ledger, run_action
@@ -141,28 +141,6 @@ def test_conf_options_are_read_back_from_the_conf_in_place():
 
 # --- rollback() against a fake nginx --------------------------------------------------------------------------------
 
-class FakeAdmin:
-    def __init__(self, live=None):
-        self.live = live
-        self.puts = []
-
-    def get(self, app):
-        return self.live
-
-    def put(self, app, doc):
-        self.puts.append(doc)
-        self.live = doc
-        return doc
-
-
-class Runner:
-    def __init__(self):
-        self.commands = []
-
-    def __call__(self, args, **kwargs):
-        self.commands.append(list(args))
-        return (0, "", "")
-
 
 @pytest.fixture
 def site(tmp_path, servers):
@@ -174,7 +152,7 @@ def site(tmp_path, servers):
     env = Site()
     env.conf_dir = str(tmp_path / "leanvibe")
     env.pid_file = str(tmp_path / "nginx.pid")
-    env.runner = Runner()
+    env.runner = FakeRunCommand()
     env.blue, env.green = servers("1.0.0"), servers("2.0.0")
     env.members = {"blue": [member(env.blue)], "green": [member(env.green)]}
     env.nginx = NginxControl(env.runner, "/usr/sbin/nginx", pid_file=env.pid_file)

@@ -6,7 +6,7 @@ import os
 import pytest
 from ansible.module_utils import basic
 
-from plugin_test_helpers import run_module
+from plugin_test_helpers import FakeRunCommand, run_module
 from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_mod
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import WeightsDoc, render_upstreams
 from ansible_collections.leanvibe.deploy.plugins.modules import nginx_upstream
@@ -15,23 +15,9 @@ from ansible_collections.leanvibe.deploy.plugins.modules import nginx_upstream
 MEMBERS = {"blue": ["127.0.0.1:9001"], "green": ["127.0.0.1:9002"]}
 
 
-class Runner:
-    """module.run_command stand-in: records argv, answers `nginx -t` with `test_rc`."""
-
-    def __init__(self):
-        self.commands = []
-        self.test_rc = (0, "", "")
-
-    def __call__(self, args, **kwargs):
-        self.commands.append(list(args))
-        if "-t" in args:
-            return self.test_rc
-        return (0, "", "")
-
-
 @pytest.fixture
 def runner(monkeypatch):
-    fake = Runner()
+    fake = FakeRunCommand()
     # A callable instance is not a descriptor: AnsibleModule.run_command(args) reaches fake(args) without the module.
     monkeypatch.setattr(basic.AnsibleModule, "run_command", fake)
     return fake

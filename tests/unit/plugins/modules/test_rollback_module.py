@@ -6,7 +6,7 @@ import os
 
 import pytest
 from ansible.module_utils import basic
-from plugin_test_helpers import HealthServer, free_port, run_module
+from plugin_test_helpers import FakeAdmin, FakeRunCommand, HealthServer, free_port, run_module
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, run_action
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxControl, WeightsDoc, apply_weights
@@ -18,38 +18,13 @@ BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}
 OPTIONS = {"keepalive": 16, "max_fails": 2, "fail_timeout": 7, "backup_other_color": True}
 
 
-class FakeAdmin:
-    """nginx's in-memory weights behind the admin socket."""
-
-    def __init__(self):
-        self.live = None
-        self.puts = []
-
-    def get(self, app):
-        return self.live
-
-    def put(self, app, doc):
-        self.puts.append(doc)
-        self.live = doc
-        return doc
-
-
-class Runner:
-    def __init__(self):
-        self.commands = []
-
-    def __call__(self, args, **kwargs):
-        self.commands.append(list(args))
-        return (0, "", "")
-
-
 run = functools.partial(run_module, rollback_module.main)
 
 
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     """Blue runs 1.0.0 (warm), green runs 2.0.0 with all traffic; nginx runs with Lua; the ledger records both."""
-    runner = Runner()
+    runner = FakeRunCommand()
     monkeypatch.setattr(basic.AnsibleModule, "run_command", runner)
     admin = FakeAdmin()
     monkeypatch.setattr(nginx_utils, "AdminClient", lambda path: admin)
