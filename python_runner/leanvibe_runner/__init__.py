@@ -1,1 +1,11 @@
+"""leanvibe_runner: the leanvibe.deploy playbooks through ansible-runner, for CI pipelines, AWX and programs."""
+
+from .api import RunHandle, blue_green, canary, find_project_dir, history, probe, rollback, run, status
+from .codes import ExitCode, UsageError
+from .events import RunEvent
+from .result import RunResult, StepResult
+
 VERSION = "0.1.0"
+
+__all__ = ["run", "canary", "blue_green", "rollback", "probe", "status", "history", "RunHandle", "RunResult",
+           "StepResult", "RunEvent", "ExitCode", "UsageError", "find_project_dir", "VERSION"]

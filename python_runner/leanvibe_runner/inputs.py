@@ -1,0 +1,130 @@
+"""Checks of everything a caller hands over, before anything starts (UsageError, exit code 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from .codes import UsageError
+
+# The playbooks check versions against the same pattern (playbooks/canary.yml).
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+PROBE_MODES = ("quick", "standard", "comprehensive")
+# Variables the runner sets from its own options; -e must not set them behind its back.
+RESERVED_VARS = ("app_version", "canary_steps", "canary_abort_file", "target_version", "emergency")
+
+
+def check_version(version: Any, what: str = "version") -> str:
+    text = "" if version is None else str(version)
+    if not VERSION_PATTERN.match(text):
+        raise UsageError(
+            "%s %r is not valid: use 1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit,"
+            " without path separators or spaces" % (what, text))
+    return text
+
+
+def parse_steps(steps: Any) -> list[int]:
+    """Canary steps from "10,25,50,100" or a list: whole percentages from 1 to 100, strictly increasing."""
+    if isinstance(steps, str):
+        items: Iterable[Any] = [item.strip() for item in steps.split(",")]
+    elif isinstance(steps, (list, tuple)):
+        items = steps
+    else:
+        raise UsageError("steps must be a list of percentages such as 10,25,50,100, not %r" % (steps,))
+    result = []
+    for item in items:
+        if isinstance(item, bool) or not re.fullmatch(r"\d{1,3}", str(item).strip()):
+            raise UsageError("steps must be whole percentages such as 10,25,50,100; %r is not one" % (item,))
+        result.append(int(str(item).strip()))
+    if not result:
+        raise UsageError("steps must not be empty")
+    if min(result) < 1 or max(result) > 100:
+        raise UsageError("each step must be from 1 to 100 %%, got %s" % ",".join(map(str, result)))
+    if any(later <= earlier for earlier, later in zip(result, result[1:])):
+        raise UsageError("steps must be strictly increasing, got %s" % ",".join(map(str, result)))
+    return result
+
+
+def resolve_inventory(inventory: Any, project_dir: Path) -> Path:
+    """An inventory path, or the name of one under <project>/inventories (``-i staging``)."""
+    if not inventory or not str(inventory).strip():
+        raise UsageError("an inventory is required (-i inventories/<environment>)")
+    given = Path(os.path.expanduser(str(inventory)))
+    for candidate in (given, project_dir / given, project_dir / "inventories" / given):
+        if candidate.exists():
+            if not os.access(candidate, os.R_OK):
+                raise UsageError("inventory %s is not readable" % candidate)
+            return candidate.resolve()
+    raise UsageError("inventory %s not found (neither a path nor one of %s)" % (
+        inventory, ", ".join(sorted(p.name for p in (project_dir / "inventories").iterdir() if p.is_dir()))
+        if (project_dir / "inventories").is_dir() else "the project's inventories"))
+
+
+def _load_vars_file(path: str) -> Mapping[str, Any]:
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise UsageError("extra vars file %s cannot be read: %s" % (path, exc.strerror or exc)) from None
+    except yaml.YAMLError as exc:
+        raise UsageError("extra vars file %s is not YAML or JSON: %s" % (path, str(exc).splitlines()[0])) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError("extra vars file %s must hold a mapping of variables" % path)
+    return data
+
+
+def _parse_key_values(text: str) -> dict[str, Any]:
+    from ansible.parsing.splitter import parse_kv  # same rules as ansible-playbook -e
+
+    try:
+        pairs = parse_kv(text)
+    except Exception as exc:  # ansible raises several error types for bad quoting
+        raise UsageError("extra vars %r cannot be parsed: %s" % (text, exc)) from None
+    if "_raw_params" in pairs or not pairs:
+        raise UsageError("extra vars %r must be KEY=VALUE pairs, @FILE or a JSON object" % text)
+    return pairs
+
+
+def parse_extra_vars(values: Iterable[Any] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """-e values (KEY=VALUE, @FILE, JSON/YAML object) or a mapping, merged left to right like ansible-playbook."""
+    if values is None:
+        return {}
+    if isinstance(values, Mapping):
+        merged = dict(values)
+    else:
+        merged = {}
+        for value in values:
+            if isinstance(value, Mapping):
+                merged.update(value)
+                continue
+            text = str(value).strip()
+            if text.startswith("@"):
+                merged.update(_load_vars_file(text[1:]))
+            elif text.startswith("{"):
+                try:
+                    data = json.loads(text)
+                except ValueError:
+                    try:
+                        data = yaml.safe_load(text)
+                    except yaml.YAMLError:
+                        raise UsageError("extra vars %r are neither JSON nor YAML" % text) from None
+                if not isinstance(data, dict):
+                    raise UsageError("extra vars %r must be an object" % text)
+                merged.update(data)
+            else:
+                merged.update(_parse_key_values(text))
+    for key in merged:
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError("extra var name %r is not a valid variable name" % (key,))
+    reserved = sorted(set(merged) & set(RESERVED_VARS))
+    if reserved:
+        raise UsageError("set %s with the command's own options (--version, --steps, --emergency), not with -e"
+                         % ", ".join(reserved))
+    return merged
