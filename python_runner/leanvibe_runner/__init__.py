@@ -3,9 +3,9 @@
 from .api import RunHandle, blue_green, canary, find_project_dir, history, probe, rollback, run, status
 from .codes import ExitCode, UsageError
 from .events import RunEvent
-from .result import RunResult, StepResult
+from .result import RunResult, StepResult, result_schema
 
 VERSION = "0.1.0"
 
 __all__ = ["run", "canary", "blue_green", "rollback", "probe", "status", "history", "RunHandle", "RunResult",
-           "StepResult", "RunEvent", "ExitCode", "UsageError", "find_project_dir", "VERSION"]
+           "StepResult", "RunEvent", "ExitCode", "UsageError", "find_project_dir", "result_schema", "VERSION"]

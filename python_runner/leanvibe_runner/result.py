@@ -57,3 +57,11 @@ class RunResult:
         data["exit_code"] = int(self.exit_code)
         data["schema_version"] = SCHEMA_VERSION
         return data
+
+
+def result_schema() -> dict[str, Any]:
+    """The JSON Schema of RunResult.to_dict() (result.schema.json, shipped with the package)."""
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files(__package__).joinpath("result.schema.json").read_text(encoding="utf-8"))
