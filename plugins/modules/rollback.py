@@ -222,6 +222,13 @@ entry:
            "type": "rollback", "started": "2026-11-27T05:01:01.100Z", "finished": "2026-11-27T05:01:01.130Z",
            "duration_s": 0.03, "outcome": "rolled_back", "reasons": ["manual rollback"], "autonomous": false,
            "run_id": null, "steps": []}
+refused:
+  description:
+    - On failure, whether the rollback was refused before anything changed (a target version never deployed, no ledger,
+      no earlier release, bad options), as opposed to a failure on the way.
+  returned: on failure
+  type: bool
+  sample: true
 check:
   description: The check through the LB after the flip (passed, url, attempts, in_a_row, elapsed_ms, detail); null when skipped.
   returned: always
@@ -298,7 +305,9 @@ def main():
         module.fail_json(msg=str(exc), lock_held_by=exc.lock["holder"], lock=exc.lock)
     except RollbackError as exc:
         module.fail_json(msg=str(exc), **exc.result)
-    except (ValidationError, LedgerError, NginxError) as exc:
+    except (ValidationError, LedgerError) as exc:
+        module.fail_json(msg=str(exc), refused=True)
+    except NginxError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg="could not roll back app %s: %s." % (params["app"], exc))

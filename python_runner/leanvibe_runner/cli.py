@@ -96,8 +96,9 @@ def _print_summary(result: RunResult, out) -> None:
         write("  step %3d %%  %-4s  probes %-4s  traffic %-12s %s\n" % (
             step.weight, step.verdict, step.probes or "-", step.analysis or "-", "; ".join(step.reasons)))
     if result.rolled_back:
-        write("  rolled back to %s%s\n" % (result.from_version,
-                                           " in %d ms" % result.rollback_ms if result.rollback_ms is not None else ""))
+        moved = ("from %s to %s" % (result.from_version, result.version) if result.command == "rollback"
+                 else "to %s" % result.from_version)
+        write("  rolled back %s%s\n" % (moved, " in %d ms" % result.rollback_ms if result.rollback_ms is not None else ""))
     for reason in result.reasons:
         write("  reason: %s\n" % reason)
     details = result.details

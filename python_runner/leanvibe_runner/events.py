@@ -47,6 +47,7 @@ class RunInterpreter:
         self.failures: list[str] = []
         self.lock_held_by: Optional[dict[str, Any]] = None
         self.rollback: Optional[dict[str, Any]] = None
+        self.rollback_refused = False
         self.last_task: Optional[str] = None
         self.final_stats_seen = False
 
@@ -163,6 +164,9 @@ class RunInterpreter:
             return [RunEvent("rollback", "traffic back on %s (%s) in %s ms" % (
                 res.get("to_version"), res.get("to_color"), res.get("duration_ms")),
                 {k: res.get(k) for k in ("from_version", "to_version", "to_color", "duration_ms", "reason", "needs_redeploy")})]
+        if short == "rollback" and failed and res.get("refused"):
+            self.rollback_refused = True
+            return []
         if short == "deployment_state" and failed and res.get("lock_held_by"):
             self.lock_held_by = res["lock_held_by"]
             return [RunEvent("lock_held", str(res.get("msg")), {"holder": res["lock_held_by"]})]
@@ -200,6 +204,9 @@ class RunInterpreter:
         elif cancelled and phase in BEFORE_CHANGES:
             status, code = "cancelled", ExitCode.FAILED_CLEAN
         elif rc in ANSIBLE_USAGE_RCS or (self.command in ("canary", "blue-green", "probe") and phase in BEFORE_CHANGES):
+            status, code = "invalid", ExitCode.USAGE
+        elif self.command == "rollback" and self.rollback_refused and phase is None:
+            # Refused before anything changed: an unknown target, no ledger, nothing earlier to go back to.
             status, code = "invalid", ExitCode.USAGE
         elif self.command == "rollback":
             status, code = "rollback_failed", ExitCode.NEEDS_HUMAN

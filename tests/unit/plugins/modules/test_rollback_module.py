@@ -146,6 +146,7 @@ def test_never_deployed_target_is_refused_with_files_byte_identical(capsys, site
     assert result["failed"] is True
     assert result["msg"] == ("version 3.3.3 of demo was never deployed in local: it is in no color and in no history entry of "
                              "ledger %s; nothing was changed." % site.ledger_path)
+    assert result["refused"] is True
     assert site.files() == files and site.admin.puts == [] and site.runner.commands == []
 
 
@@ -171,6 +172,7 @@ def test_failed_check_fails_the_module_but_keeps_the_flip(capsys, site):
     result = run(capsys, site.args(lb_url=dead, check_timeout=0.3))
     assert result["failed"] is True
     assert "traffic stays on blue, the best known state." in result["msg"]
+    assert "refused" not in result  # it failed on the way, after the flip
     assert result["changed"] is True and result["to_color"] == "blue"
     assert site.admin.live == WeightsDoc({"blue": 100}, "blue")
     assert site.doc()["history"][-1]["outcome"] == "rolled_back"
@@ -204,6 +206,7 @@ def test_bad_input_is_one_sentence_and_changes_nothing(capsys, site, overrides, 
     result = run(capsys, site.args(**overrides))
     assert result["failed"] is True
     assert result["msg"].startswith(message)
+    assert result["refused"] is True
     assert site.files() == files and site.admin.puts == []
 
 
