@@ -13,7 +13,9 @@ fresh temporary dir by default, kept for inspection), project_dir (where playboo
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -40,6 +42,26 @@ PLAYBOOKS = {
 }
 # A canary asked to abort gets this long to roll itself back before it is killed.
 ABORT_GRACE_S = 300.0
+# Environment variables whose values ansible-runner's artifacts must not keep (its `command` file records them all).
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH", re.IGNORECASE)
+REDACTED = "********"
+
+
+def scrub_artifacts(private_dir: Path, artifact_dir: Path) -> None:
+    """Keep secrets out of what a run leaves behind: the extra vars given with -e (they may hold secrets),
+    and the values of secret-looking variables in the environment ansible-runner records."""
+    (private_dir / "env" / "extravars").unlink(missing_ok=True)
+    command_file = artifact_dir / "command"
+    try:
+        command = json.loads(command_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    env = command.get("env")
+    if isinstance(env, dict):
+        command["env"] = {key: REDACTED if SECRET_NAME.search(key) and value else value for key, value in env.items()}
+    fd = os.open(command_file, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(command, handle)
 
 
 def find_project_dir(explicit: Optional[Union[str, Path]] = None) -> Path:
@@ -160,6 +182,7 @@ def _execute(command: str, inventory: Any, extravars: dict[str, Any], *, on_even
         inventory=str(inventory_path), extravars=extravars, envvars=envvars, cmdline=cmdline,
         quiet=True, event_handler=event_handler, cancel_callback=cancel_callback,
         settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True})
+    scrub_artifacts(private_dir, Path(runner.config.artifact_dir))
     result = interpreter.result(runner.rc, runner.status, cancelled=state["cancelled"])
     result.duration_s = round(time.monotonic() - started, 3)
     result.artifact_dir = str(runner.config.artifact_dir)
