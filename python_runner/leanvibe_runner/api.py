@@ -60,15 +60,18 @@ def scrub_artifacts(private_dir: Path, artifact_dir: Path) -> None:
     if isinstance(env, dict):
         command["env"] = {key: REDACTED if SECRET_NAME.search(key) and value else value for key, value in env.items()}
     fd = os.open(command_file, os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(command, handle)
 
 
 def find_project_dir(explicit: Optional[Union[str, Path]] = None) -> Path:
     """The folder that holds playbooks/: the argument, $LEANVIBE_PROJECT_DIR, this checkout, or the installed collection."""
-    candidates = []
     if explicit:
-        candidates.append(Path(explicit))
+        if not (Path(explicit) / PLAYBOOKS["canary"]).is_file():
+            raise UsageError("project dir %s holds no %s" % (explicit, PLAYBOOKS["canary"]))
+        return Path(explicit).resolve()
+    candidates = []
     if os.environ.get("LEANVIBE_PROJECT_DIR"):
         candidates.append(Path(os.environ["LEANVIBE_PROJECT_DIR"]))
     candidates.append(Path(__file__).resolve().parents[2])

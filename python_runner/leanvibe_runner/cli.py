@@ -81,8 +81,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"extravars": args.extra_vars, "artifact_dir": args.artifact_dir,
                                "project_dir": args.project_dir}
     for name in ("version", "steps", "check", "target_version", "emergency", "reason", "mode", "limit"):
-        if getattr(args, name, None) not in (None, False):
-            options[name] = getattr(args, name)
+        value = getattr(args, name, None)
+        if value is not None and value is not False:
+            options[name] = value
     return options
 
 

@@ -9,8 +9,8 @@ from typing import Any, Optional
 from .codes import ExitCode
 from .result import RunResult, StepResult
 
-# ansible-playbook's own exit codes for bad options and unparsable playbooks or inventories,
-# and the shell's for a command that is not installed.
+# ansible-playbook's exit codes for unparsable playbooks or inventories (4, which is also its code for an
+# unreachable host: only a usage error when no task ran), bad options (5), and the shell's for a missing command.
 ANSIBLE_USAGE_RCS = (4, 5, 127)
 # Phases the playbooks publish (set_stats leanvibe_result.phase) before they change anything.
 BEFORE_CHANGES = (None, "planned", "checked", "unchanged")
@@ -50,6 +50,8 @@ class RunInterpreter:
         self.rollback_refused = False
         self.last_task: Optional[str] = None
         self.final_stats_seen = False
+        self.tasks_started = 0
+        self.results_seen = 0
 
     @property
     def phase(self) -> Optional[str]:
@@ -60,6 +62,7 @@ class RunInterpreter:
         name = event.get("event", "")
         data = event.get("event_data") or {}
         if name == "playbook_on_task_start":
+            self.tasks_started += 1
             self.last_task = data.get("task")
             return [RunEvent("task", data.get("task") or "", {"play": data.get("play")})]
         if name == "playbook_on_stats":
@@ -73,6 +76,7 @@ class RunInterpreter:
         res = data.get("res") or {}
         if not isinstance(res, dict):
             return []
+        self.results_seen += 1
         failed = name in ("runner_on_failed", "runner_on_unreachable")
         out: list[RunEvent] = []
         out += self._published(res)
@@ -129,7 +133,11 @@ class RunInterpreter:
     def _facts(self, facts: dict[str, Any], failed: bool) -> list[RunEvent]:
         events = []
         if "canary_step_weight" in facts:
-            step = StepResult(weight=int(facts["canary_step_weight"]))
+            weight = int(facts["canary_step_weight"])
+            # Every LB host reports the step; it is one step.
+            if self.steps and self.steps[-1].weight == weight:
+                return events
+            step = StepResult(weight=weight)
             self.steps.append(step)
             events.append(RunEvent("step", "step %d/%d: %d %% of traffic on the canary" % (
                 len(self.steps), len(self.published.get("planned_steps") or []) or len(self.steps), step.weight),
@@ -203,7 +211,8 @@ class RunInterpreter:
             status, code = "failed", ExitCode.FAILED_CLEAN
         elif cancelled and phase in BEFORE_CHANGES:
             status, code = "cancelled", ExitCode.FAILED_CLEAN
-        elif rc in ANSIBLE_USAGE_RCS or (self.command in ("canary", "blue-green", "probe") and phase in BEFORE_CHANGES):
+        elif (rc in ANSIBLE_USAGE_RCS and self.tasks_started == 0 and self.results_seen == 0) or (
+                self.command in ("canary", "blue-green", "probe") and phase in BEFORE_CHANGES):
             status, code = "invalid", ExitCode.USAGE
         elif self.command == "rollback" and self.rollback_refused and phase is None:
             # Refused before anything changed: an unknown target, no ledger, nothing earlier to go back to.
@@ -227,5 +236,5 @@ class RunInterpreter:
         return RunResult(
             command=self.command, status=status, exit_code=code, version=p.get("version"),
             from_version=p.get("from_version"), steps=list(self.steps), rolled_back=rolled_back, reasons=reasons,
-            rollback_ms=int(rollback_ms) if str(rollback_ms or "").isdigit() else None, cancelled=cancelled,
+            rollback_ms=int(rollback_ms) if str(rollback_ms).isdigit() else None, cancelled=cancelled,
             lock_held_by=self.lock_held_by, details=details)

@@ -13,15 +13,16 @@ import yaml
 from .codes import UsageError
 
 # The playbooks check versions against the same pattern (playbooks/canary.yml).
-VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 PROBE_MODES = ("quick", "standard", "comprehensive")
 # Variables the runner sets from its own options; -e must not set them behind its back.
-RESERVED_VARS = ("app_version", "canary_steps", "canary_abort_file", "target_version", "emergency")
+RESERVED_VARS = ("app_version", "canary_steps", "canary_abort_file", "target_version", "emergency", "rollback_reason",
+                 "probe_mode", "history_limit")
 
 
 def check_version(version: Any, what: str = "version") -> str:
     text = "" if version is None else str(version)
-    if not VERSION_PATTERN.match(text):
+    if not VERSION_PATTERN.fullmatch(text):
         raise UsageError(
             "%s %r is not valid: use 1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit,"
             " without path separators or spaces" % (what, text))
@@ -125,6 +126,7 @@ def parse_extra_vars(values: Iterable[Any] | Mapping[str, Any] | None) -> dict[s
             raise UsageError("extra var name %r is not a valid variable name" % (key,))
     reserved = sorted(set(merged) & set(RESERVED_VARS))
     if reserved:
-        raise UsageError("set %s with the command's own options (--version, --steps, --emergency), not with -e"
+        raise UsageError("set %s with the command's own options (--version, --steps, --emergency, --reason, --mode,"
+                         " --limit), not with -e"
                          % ", ".join(reserved))
     return merged
