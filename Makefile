@@ -97,3 +97,10 @@ bench: demo bench-tools
 bench-tools:
 	@for tool in curl bc jq; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# The execution environment's build context in .cache/ee/context (offline); building the image
+# from it (`ansible-builder build`) needs podman or docker.
+.PHONY: ee
+ee: venv
+	$(BIN)/ansible-galaxy collection build --output-path .cache/ee --force
+	$(BIN)/ansible-builder create -f execution-environment.yml --context .cache/ee/context --output-filename Containerfile
