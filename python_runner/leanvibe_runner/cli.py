@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -126,6 +127,28 @@ def _print_summary(result: RunResult, out) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command; a crash or a second Ctrl-C exits 3 (the state is unknown), never 1 (which means clean)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("%s: interrupted: the state is unknown, check it with `%s status`\n" % (PROG, PROG))
+    except Exception as exc:  # pylint: disable=broad-except
+        sys.stderr.write("%s: internal error (%s: %s): the state is unknown\n" % (PROG, type(exc).__name__, exc))
+    return int(ExitCode.NEEDS_HUMAN)
+
+
+def _write_result(result: RunResult, as_json: bool) -> None:
+    try:
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        else:
+            _print_summary(result, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader left; the exit code still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
     try:
@@ -154,10 +177,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     assert isinstance(result, RunResult)
     if result.exit_code == ExitCode.USAGE and result.artifact_dir is None:
         return _usage_exit(result.reasons[0] if result.reasons else "invalid arguments", args.json, argv, result)
-    if args.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
-    else:
-        _print_summary(result, sys.stdout)
+    _write_result(result, args.json)
     return int(result.exit_code)
 
 

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 from conftest import BIN, REPO
-from test_canary import FAST, OTHER, Traffic, lock_module, read_ledger, read_weights, served_versions, stable_version
+from test_canary import OTHER, Traffic, lock_module, read_ledger, read_weights, served_versions, stable_version
 
 import leanvibe_runner
 from leanvibe_runner import ExitCode
@@ -99,6 +99,17 @@ def test_cli_faulty_canary_exits_1_rolled_back_with_its_reasons(local_env):
     ledger = read_ledger(local_env)
     assert ledger["history"][-1]["outcome"] == "rolled_back" and len(ledger["history"]) == len(before["history"]) + 1
     assert ledger["lock"] is None and stable_version(ledger) == "2.0.0"
+
+    # An AWX workflow hands the failed node's set_stats to its rollback node: that rollback must not go one
+    # release further back.
+    events_dir = os.path.join(result["artifact_dir"], "job_events")
+    events = [json.load(open(os.path.join(events_dir, name), encoding="utf-8")) for name in os.listdir(events_dir)]
+    published = [e["event_data"]["artifact_data"] for e in events if e.get("event") == "playbook_on_stats"][0]
+    assert published["leanvibe_result"]["phase"] == "rolled_back"
+    snapshot = local_env.snapshot()
+    rollback = local_env.playbook("rollback.yml", "-e", json.dumps(dict(published, emergency=True)))
+    assert rollback.changed == 0
+    assert local_env.snapshot() == snapshot and served_versions(local_env) == {"2.0.0"}
 
 
 # --- exit 2: bad input, nothing started ---------------------------------------------------------------------------------

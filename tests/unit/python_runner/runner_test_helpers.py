@@ -146,7 +146,7 @@ class FakeRunner:
 def poll(cancel_callback: Callable[[], bool], times: int = 5, pause_s: float = 0.0) -> list[bool]:
     """Calls cancel_callback like ansible-runner's loop does, and returns what it answered."""
     answers = []
-    for _ in range(times):
+    for _attempt in range(times):
         answers.append(cancel_callback())
         if pause_s:
             time.sleep(pause_s)

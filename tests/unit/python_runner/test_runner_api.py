@@ -277,7 +277,7 @@ def test_background_run_cancel_stops_a_status_run(project, fake):
 
     def loop(cancel, handler):
         started.set()
-        for _ in range(1000):
+        for _attempt in range(1000):
             answers.append(cancel())
             if answers[-1]:
                 return

@@ -67,7 +67,7 @@ def result_of(status, exit_code, command="canary", **fields):
 
 
 def recorded_rollback_result():
-    interpreter, _ = interpret("canary", load_events("canary_rolled_back.json"))
+    interpreter, _events = interpret("canary", load_events("canary_rolled_back.json"))
     result = interpreter.result(2, "failed")
     result.artifact_dir, result.duration_s = "/tmp/leanvibe-deploy-canary-x/artifacts/1", 12.34
     return result
@@ -111,9 +111,9 @@ def test_options_reach_the_api(fake_run, tmp_path):
 def test_subcommand_options(fake_run, argv, expected):
     fake = fake_run(result_of("ok", 0, command=argv[0]))
     assert cli.main(argv + ["-q"]) == 0
-    _, _, options = fake.calls[0]
-    given = {k: v for k, v in options.items() if k not in ("extravars", "artifact_dir", "project_dir", "on_event",
-                                                            "cancel")}
+    _command, _inventory, options = fake.calls[0]
+    ignored = ("extravars", "artifact_dir", "project_dir", "on_event", "cancel")
+    given = {k: v for k, v in options.items() if k not in ignored}
     assert given == expected
 
 
@@ -341,10 +341,20 @@ def test_plain_progress_writes_one_line_per_shown_event():
 
 def test_plain_progress_of_the_recorded_rollback():
     stream = io.StringIO()
-    _, events = interpret("canary", load_events("canary_rolled_back.json"))
+    _interpreter, events = interpret("canary", load_events("canary_rolled_back.json"))
     progress = PlainProgress(stream)
     for event in events:
         progress(event)
     lines = stream.getvalue().splitlines()
     assert len(lines) == len([event for event in events if event.kind != "task"]) == 10
     assert [line.split()[1] for line in lines][-4:] == ["gate", "rollback", "phase", "failure"]
+
+
+def test_a_crash_exits_3_never_1(monkeypatch, capsys):
+    def crash(*_args, **_kwargs):
+        raise RuntimeError("ansible-runner vanished")
+
+    monkeypatch.setattr(cli.api, "run", crash)
+    assert cli.main(["status", "-i", "local", "-q"]) == 3
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["leanvibe-deploy: internal error (RuntimeError: ansible-runner vanished): the state is unknown"]

@@ -25,7 +25,7 @@ def promoted():
 
 
 def test_promote_stream_progress_in_order(promoted):
-    _, events = promoted
+    _interpreter, events = promoted
     assert kinds(events) == (
         ["plan", "phase", "probes"]  # the plan, 'started', the canary's own probes on its port
         + ["step", "probes", "analysis", "gate"] * 4
@@ -34,7 +34,7 @@ def test_promote_stream_progress_in_order(promoted):
 
 
 def test_promote_stream_messages(promoted):
-    _, events = promoted
+    _interpreter, events = promoted
     shown = [event for event in events if event.kind != "task"]
     assert shown[0].message == "canary 2.0.0 -> 2.2.0, steps 10 -> 25 -> 50 -> 100 %"
     assert shown[1].message == "deploying 2.2.0 to blue"
@@ -47,7 +47,7 @@ def test_promote_stream_messages(promoted):
 
 
 def test_promote_stream_task_events_name_the_tasks(promoted):
-    _, events = promoted
+    _interpreter, events = promoted
     tasks = [event for event in events if event.kind == "task"]
     assert tasks[0].message == "Check the requested version"
     assert tasks[0].data == {"play": "Plan the canary"}
@@ -55,7 +55,7 @@ def test_promote_stream_task_events_name_the_tasks(promoted):
 
 
 def test_promote_stream_plan_event_carries_the_published_plan(promoted):
-    _, events = promoted
+    _interpreter, events = promoted
     plan = next(event for event in events if event.kind == "plan")
     assert plan.data["planned_steps"] == [10, 25, 50, 100]
     assert plan.data["phase"] == "planned"
@@ -63,7 +63,7 @@ def test_promote_stream_plan_event_carries_the_published_plan(promoted):
 
 
 def test_promote_stream_result(promoted):
-    interpreter, _ = promoted
+    interpreter, _events = promoted
     result = interpreter.result(0, "successful")
     assert result.status == "promoted"
     assert result.exit_code == ExitCode.OK and result.ok
@@ -85,7 +85,7 @@ def rolled_back():
 
 
 def test_rollback_stream_progress_in_order(rolled_back):
-    _, events = rolled_back
+    _interpreter, events = rolled_back
     assert kinds(events) == ["plan", "phase", "probes", "step", "probes", "analysis", "gate", "rollback", "phase",
                              "failure"]
     gate = next(event for event in events if event.kind == "gate")
@@ -101,7 +101,7 @@ def test_rollback_stream_progress_in_order(rolled_back):
 
 
 def test_rollback_stream_failed_gate_is_not_a_failure_event(rolled_back):
-    _, events = rolled_back
+    _interpreter, events = rolled_back
     failures = [event for event in events if event.kind == "failure"]
     assert len(failures) == 1
     assert failures[0].data["task"] == "End the run failed"
@@ -109,7 +109,7 @@ def test_rollback_stream_failed_gate_is_not_a_failure_event(rolled_back):
 
 
 def test_rollback_stream_result(rolled_back):
-    interpreter, _ = rolled_back
+    interpreter, _events = rolled_back
     result = interpreter.result(2, "failed")
     assert result.exit_code == ExitCode.FAILED_CLEAN
     assert result.status == "rolled_back"
@@ -121,7 +121,7 @@ def test_rollback_stream_result(rolled_back):
     step = result.steps[0]
     assert (step.weight, step.verdict, step.probes, step.analysis) == (25, "fail", "pass", "fail")
     assert step.reasons == [P95_REASON]
-    assert type(result.rollback_ms) is int and result.rollback_ms == 33
+    assert isinstance(result.rollback_ms, int) and not isinstance(result.rollback_ms, bool) and result.rollback_ms == 33
     validate(result)
 
 
@@ -149,7 +149,7 @@ def test_status_stream_not_serving():
 
 
 def test_history_stream_serving():
-    interpreter, _ = interpret("history", load_events("history_serving.json"))
+    interpreter, _events = interpret("history", load_events("history_serving.json"))
     result = interpreter.result(0, "successful")
     assert (result.command, result.status, result.exit_code, result.version) == (
         "history", "serving", ExitCode.OK, "2.2.0")
@@ -243,7 +243,7 @@ def test_unreachable_host_after_start_needs_a_human():
     stream = canary_plan(Stream()).publish(phase="started")
     stream.unreachable("Set the traffic weights of the app", {"msg": "ssh: connect to host lb2 port 22: timed out"},
                        host="lb2")
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(4, "failed")  # what ansible-playbook returns when a host was unreachable
     assert (result.status, result.exit_code) == ("unknown", ExitCode.NEEDS_HUMAN)
 
@@ -263,7 +263,7 @@ def test_canary_failing_cleanly_before_taking_traffic():
 def test_rollback_command_failing_needs_a_human():
     stream = Stream().failed("Stop with the rollback's reason", "ansible.builtin.fail",
                              {"msg": "demo cannot flip back to 2.0.0 now: no color runs it"})
-    interpreter, _ = interpret("rollback", stream.events)
+    interpreter, _events = interpret("rollback", stream.events)
     result = interpreter.result(2, "failed")
     assert (result.status, result.exit_code) == ("rollback_failed", ExitCode.NEEDS_HUMAN)
     assert result.reasons == ["demo cannot flip back to 2.0.0 now: no color runs it"]
@@ -298,7 +298,7 @@ def test_rollback_ms_falls_back_to_the_rollback_module_result():
     stream = canary_plan(Stream()).publish(phase="started")
     stream.ok("Roll back", "leanvibe.deploy.rollback", {"to_version": "2.2.0", "to_color": "blue", "duration_ms": 41})
     stream.publish(phase="rolled_back", status="rolled_back", rolled_back=True, reasons=["aborted by the operator"])
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(2, "failed")
     assert result.rollback_ms == 41
     validate(result)
@@ -307,14 +307,14 @@ def test_rollback_ms_falls_back_to_the_rollback_module_result():
 def test_rollback_ms_published_as_text_becomes_an_int():
     stream = canary_plan(Stream()).publish(phase="rolled_back", status="rolled_back", rolled_back=True,
                                            reasons=["x"], rollback_ms="27")
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     assert interpreter.result(2, "failed").rollback_ms == 27
 
 
 def test_rollback_ms_of_zero_is_kept():
     stream = canary_plan(Stream()).publish(phase="rolled_back", status="rolled_back", rolled_back=True,
                                            reasons=["x"], rollback_ms=0)
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     assert interpreter.result(2, "failed").rollback_ms == 0
 
 
@@ -340,7 +340,7 @@ def test_probe_command_with_failed_probes_fails_cleanly():
 def test_probe_command_failing_before_publishing_is_invalid():
     stream = Stream().failed("Run the probe suite through the LB", "ansible.builtin.include_role",
                              {"msg": "the role 'leanvibe.deploy.synthetic_probes' was not found"})
-    interpreter, _ = interpret("probe", stream.events)
+    interpreter, _events = interpret("probe", stream.events)
     result = interpreter.result(2, "failed")
     assert (result.status, result.exit_code) == ("invalid", ExitCode.USAGE)
 
@@ -360,7 +360,7 @@ def test_status_command_not_serving_needs_a_human():
 def test_status_command_failing_is_unknown():
     stream = Stream().failed("Read the deployment ledger", "leanvibe.deploy.deployment_state",
                              {"msg": "ledger is not valid JSON"})
-    interpreter, _ = interpret("status", stream.events)
+    interpreter, _events = interpret("status", stream.events)
     result = interpreter.result(2, "failed")
     assert (result.status, result.exit_code) == ("unknown", ExitCode.NEEDS_HUMAN)
     assert result.reasons == ["ledger is not valid JSON"]
@@ -400,7 +400,7 @@ def test_cancelled_canary_that_rolled_back_keeps_its_reasons():
     stream = canary_plan(Stream()).publish(phase="started")
     stream.publish(phase="rolled_back", status="rolled_back", rolled_back=True,
                    reasons=["gate failed at 25 %: aborted by the operator"], rollback_ms=20)
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(2, "failed", cancelled=True)
     assert (result.status, result.exit_code) == ("rolled_back", ExitCode.FAILED_CLEAN)
     assert result.reasons == ["gate failed at 25 %: aborted by the operator", "cancelled by the caller"]
@@ -409,7 +409,7 @@ def test_cancelled_canary_that_rolled_back_keeps_its_reasons():
 
 def test_cancelled_canary_killed_after_it_started_is_unknown():
     stream = canary_plan(Stream()).publish(phase="started")
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(254, "canceled", cancelled=True)
     assert (result.status, result.exit_code, result.cancelled) == ("unknown", ExitCode.NEEDS_HUMAN, True)
     assert result.reasons[-1] == "cancelled by the caller"
@@ -434,7 +434,7 @@ def test_final_stats_override_what_set_stats_events_merged():
 
 def test_final_stats_without_a_result_keep_what_was_merged():
     stream = canary_plan(Stream()).publish(phase="started").stats(None)
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     assert interpreter.final_stats_seen and interpreter.phase == "started"
     assert interpreter.published["planned_steps"] == [25, 50, 100]
 
@@ -497,7 +497,7 @@ def test_module_results_after_the_gate_do_not_change_the_step():
     stream = Stream().facts(canary_step_weight=10).facts(canary_gate_reasons=[])
     stream.ok("Final probes", "leanvibe.deploy.synthetic_probe", {"passed": False, "msg": "x"})
     stream.ok("Analyse", "leanvibe.deploy.traffic_analysis", {"verdict": "fail"})
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     step = interpreter.steps[0]
     assert (step.verdict, step.probes, step.analysis) == ("pass", None, None)
 
@@ -531,7 +531,7 @@ def test_task_action_is_used_without_resolved_action():
     stream = Stream()
     stream._add("runner_on_ok", task="Probe", host="lb1", task_action="synthetic_probe",
                 res={"passed": True, "msg": "fine"})
-    _, events = interpret("probe", stream.events)
+    _interpreter, events = interpret("probe", stream.events)
     assert events[0].message == "probes passed: fine"
 
 
@@ -546,7 +546,7 @@ def test_two_load_balancers_give_one_step_per_weight():
         for host in ("lb1", "lb2"):  # 'Gate the step' runs on every LB
             stream.facts(host=host, canary_gate_reasons=[], canary_gate_step=weight)
     stream.publish(phase="done", status="promoted")
-    interpreter, _ = interpret("canary", stream.events)
+    interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(0, "successful")
     assert [(step.weight, step.verdict) for step in result.steps] == [(50, "pass"), (100, "pass")]
 
@@ -561,7 +561,7 @@ def test_rollback_refused_before_any_change_is_a_usage_error():
                              {"msg": "version 9.9.9 of demo was never deployed in local", "refused": True})
     stream.failed("Stop with the rollback's reason", "ansible.builtin.fail",
                   {"msg": "version 9.9.9 of demo was never deployed in local"})
-    interpreter, _ = interpret("rollback", stream.events)
+    interpreter, _events = interpret("rollback", stream.events)
     result = interpreter.result(2, "failed")
     assert (result.status, result.exit_code) == ("invalid", ExitCode.USAGE)
     assert result.reasons == ["version 9.9.9 of demo was never deployed in local"]

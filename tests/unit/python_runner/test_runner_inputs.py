@@ -183,8 +183,8 @@ def test_extra_vars_file_that_is_not_yaml(tmp_path):
 
 
 def test_extra_vars_json_object():
-    assert parse_extra_vars(['{"canary_step_pause_s": 0, "list": [1, 2]}']) == {"canary_step_pause_s": 0,
-                                                                               "list": [1, 2]}
+    expected = {"canary_step_pause_s": 0, "list": [1, 2]}
+    assert parse_extra_vars(['{"canary_step_pause_s": 0, "list": [1, 2]}']) == expected
 
 
 def test_extra_vars_yaml_flow_mapping():

@@ -18,12 +18,12 @@ from leanvibe_runner.result import SCHEMA_VERSION  # noqa: E402
 
 
 def _recorded(name, command, rc, status):
-    interpreter, _ = interpret(command, load_events(name))
+    interpreter, _events = interpret(command, load_events(name))
     return interpreter.result(rc, status)
 
 
 def _synthetic(command, stream, rc, status, cancelled=False):
-    interpreter, _ = interpret(command, stream.events)
+    interpreter, _events = interpret(command, stream.events)
     return interpreter.result(rc, status, cancelled=cancelled)
 
 
@@ -91,7 +91,7 @@ def test_to_dict_has_a_plain_int_exit_code_and_the_schema_version():
                        steps=[StepResult(weight=10, verdict="fail", probes="pass", analysis="fail", reasons=["5xx"])],
                        lock_held_by={"run_id": "x"})
     data = result.to_dict()
-    assert type(data["exit_code"]) is int and data["exit_code"] == 4
+    assert isinstance(data["exit_code"], int) and not isinstance(data["exit_code"], bool) and data["exit_code"] == 4
     assert data["schema_version"] == 1
     assert data["steps"] == [{"weight": 10, "verdict": "fail", "probes": "pass", "analysis": "fail",
                               "reasons": ["5xx"]}]
