@@ -71,8 +71,10 @@ test: setup
 unit:
 	$(BIN)/python -m pytest tests/unit -q
 
+# A basetemp of this checkout's own: pytest prunes old dirs under /tmp/pytest-of-<user>, which would pull the
+# files out from under another test session running at the same time.
 integration:
-	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/integration -q --basetemp=$(CURDIR)/.cache/pytest-integration
 
 .PHONY: sanity lint
 # ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
