@@ -44,10 +44,10 @@ DEMO_CANARY := -e '{"canary_steps": [10, 25, 50, 100], "canary_step_pause_s": 3,
 demo: setup
 	$(PLAYBOOK) playbooks/site.yml
 	$(PLAYBOOK) playbooks/canary.yml -e app_version=2.0.0 $(DEMO_CANARY)
-	@echo; echo "== A faulty 2.1.0 (30 % of API requests fail) goes out as a canary under traffic; it must roll back on its own."
+	@echo; echo "== A faulty 2.1.0 (every answer 300 ms late) goes out as a canary under traffic; it must roll back on its own."
 	@$(BIN)/python scripts/traffic.py --seconds 120 --rate 40 > $(RUN_DIR)/demo-traffic.json & traffic=$$!; \
 	$(PLAYBOOK) playbooks/canary.yml -e app_version=2.1.0 $(DEMO_CANARY) \
-	  -e '{"app_env": {"LEANVIBE_FAULT_ERROR_RATE": "0.3"}}' > $(RUN_DIR)/demo-canary-2.1.0.log 2>&1; rc=$$?; \
+	  -e '{"app_env": {"LEANVIBE_FAULT_LATENCY_MS": "300"}}' > $(RUN_DIR)/demo-canary-2.1.0.log 2>&1; rc=$$?; \
 	kill $$traffic 2>/dev/null; wait $$traffic 2>/dev/null; \
 	grep -E "^(fatal|    msg: 'canary)" -A3 $(RUN_DIR)/demo-canary-2.1.0.log | tail -4; \
 	if [ $$rc -eq 0 ]; then echo "the faulty canary was promoted: see $(RUN_DIR)/demo-canary-2.1.0.log"; exit 1; fi; \
@@ -90,10 +90,14 @@ molecule: venv collection
 	scripts/molecule.sh
 
 # Benchmarks (figures in BENCHMARKS.md). They run against the environment `make demo` brings up.
+# deploy_under_load.py: 250 req/s of keep-alive load without retries through the LB while a blue-green
+# switch, a canary, a faulty canary's automatic rollback and an emergency rollback run (3 rounds).
 .PHONY: bench bench-tools
+BENCH_LOAD_ARGS ?= --rounds 3 --rate 250 --connections 16
 bench: demo bench-tools
 	$(BIN)/python bench/probe_suite.py --rounds 10
 	$(BIN)/python bench/rollback_speed.py --rounds 5 --canary-rounds 3
+	$(BIN)/python bench/deploy_under_load.py $(BENCH_LOAD_ARGS)
 
 # The seed's probe script needs curl, bc and jq.
 bench-tools:
