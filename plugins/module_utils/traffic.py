@@ -12,6 +12,11 @@ The log is read backwards from its end in blocks, and reading stops at the first
 the window (``msec``, the request's end time, more than ``disorder_s`` seconds before the window start): the cost
 follows the size of the window, not of the file. Entries are attributed to the window by ``msec``.
 
+A request that nginx had to retry on another server (``upstream_addr`` lists several attempts), or that a server of
+the other color answered (the side's own servers were marked down and the other color's ``backup`` servers took it),
+is a *failover* of its side: no client saw an error (``proxy_next_upstream``), but the side failed it. A canary
+that crashes and is restarted within a step shows up here and nowhere else.
+
 Only ``analyse`` raises for bad arguments (``ValidationError``, one sentence); an unreadable file raises ``OSError``.
 Lines that are not JSON or miss fields are counted, never fatal.
 """
@@ -28,6 +33,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     ValidationError,
     validate_app_name,
     validate_color,
+    validate_server,
 )
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import upstream_name
 
@@ -189,6 +195,28 @@ REQUIRED_FIELDS = ("msec", "app", "upstream", "status", "request_time")
 
 def parse_entry(line):
     """One log line -> (msec, app, upstream, status, request_time_ms, canary_header), or None when unreadable."""
+    parsed = parse_line(line)
+    return parsed[0] if parsed else None
+
+
+def split_attempts(value):
+    """The servers nginx tried for a request, in order, from ``$upstream_addr``: attempts are separated by ", "
+    (an internal redirect starts a new group after " : "; the last group is the one that answered)."""
+    if not isinstance(value, str):
+        return []
+    return [part.strip() for part in value.split(" : ")[-1].split(",") if part.strip()]
+
+
+def is_failover(servers, own=None, others=None):
+    """Whether a request of one side needed another server: nginx tried more than one, or one of the other color's
+    servers (a `backup` of this side's group) answered it. `own` and `others` are sets of host:port, or None."""
+    if len(servers) > 1:
+        return True
+    return bool(servers) and others is not None and servers[-1] in others and servers[-1] not in (own or ())
+
+
+def parse_line(line):
+    """One log line -> (entry as parse_entry gives it, servers tried in order), or None when unreadable."""
     try:
         doc = json.loads(line)
     except UnicodeDecodeError:
@@ -208,7 +236,8 @@ def parse_entry(line):
     if not (math.isfinite(msec) and math.isfinite(request_time)):
         return None
     header = doc.get("canary_header")
-    return float(msec), app, upstream, int(status), round(float(request_time) * 1000.0, 3), header if isinstance(header, str) else ""
+    entry = (float(msec), app, upstream, int(status), round(float(request_time) * 1000.0, 3), header if isinstance(header, str) else "")
+    return entry, split_attempts(doc.get("upstream_addr"))
 
 
 def nearest_rank(sorted_values, percent):
@@ -226,14 +255,18 @@ class SideStats:
         self.color = color
         self.times_ms = []
         self.errors = 0
+        self.failovers = 0
 
-    def add(self, status, request_time_ms):
+    def add(self, status, request_time_ms, failover=False):
         self.times_ms.append(request_time_ms)
         if status >= 500:
             self.errors += 1
+        if failover:
+            self.failovers += 1
 
     def summary(self):
-        """requests, errors (status >= 500), error_rate, p50_ms, p95_ms, p99_ms (nearest rank), avg_ms; None when empty."""
+        """requests, errors (status >= 500), error_rate, failovers (requests another server had to take), p50_ms, p95_ms,
+        p99_ms (nearest rank), avg_ms; None when empty."""
         requests = len(self.times_ms)
         ordered = sorted(self.times_ms)
         result = {
@@ -241,6 +274,7 @@ class SideStats:
             "requests": requests,
             "errors": self.errors,
             "error_rate": round(self.errors / float(requests), 6) if requests else None,
+            "failovers": self.failovers,
         }
         for percent in PERCENTILES:
             result["p%d_ms" % percent] = nearest_rank(ordered, percent)
@@ -290,15 +324,21 @@ def _rotated_generation(path):
 
 
 def scan_log(path, app, stable_color, canary_color, since, until, until_open=False, exclude_synthetic=True,
-             disorder_s=DISORDER_S, block_size=BLOCK_SIZE, follow_rotated=True):
+             disorder_s=DISORDER_S, block_size=BLOCK_SIZE, follow_rotated=True, members=None):
     """Reads the entries of `app` with `since <= msec <= until` backwards from the end of `path` -> Scan.
 
     Stops at the first readable entry with `msec < since - disorder_s`. When the start of the file comes first and
     `follow_rotated` is set, goes on into `<path>.1` (see _rotated_generation). Unreadable lines count when they sit
-    next to an entry of the window (or at the live end of the log when `until_open`).
+    next to an entry of the window (or at the live end of the log when `until_open`). `members` ({color: [host:port]})
+    lets a request that the other color's servers answered count as a failover (see is_failover).
     """
     scan = Scan(stable_color, canary_color)
     sides = {upstream_name(app, stable_color): scan.stable, upstream_name(app, canary_color): scan.canary}
+    servers_of = dict((color, set(members[color])) for color in (stable_color, canary_color) if members and color in members)
+    known = {}
+    if len(servers_of) == 2:
+        known = {upstream_name(app, stable_color): (servers_of[stable_color], servers_of[canary_color]),
+                 upstream_name(app, canary_color): (servers_of[canary_color], servers_of[stable_color])}
     stop_before = since - disorder_s
     newer_in_window = until_open  # whether the nearest newer readable entry is in the window
     pending = 0  # unreadable lines since that entry
@@ -309,11 +349,12 @@ def scan_log(path, app, stable_color, canary_color, since, until, until_open=Fal
             reader = ReverseLines(handle, os.fstat(handle.fileno()).st_size, block_size)
             for line, complete in reader:
                 scan.lines_read += 1
-                entry = parse_entry(line)
-                if entry is None:
+                parsed = parse_line(line)
+                if parsed is None:
                     if complete and line.strip():
                         pending += 1
                     continue
+                entry, servers = parsed
                 msec = entry[0]
                 in_window = since <= msec <= until
                 if pending:
@@ -332,7 +373,7 @@ def scan_log(path, app, stable_color, canary_color, since, until, until_open=Fal
                 elif exclude_synthetic and entry[5] == SYNTHETIC_HEADER:
                     scan.synthetic_excluded += 1
                 else:
-                    side.add(entry[3], entry[4])
+                    side.add(entry[3], entry[4], is_failover(servers, *known.get(entry[2], (None, None))))
             scan.bytes_read += reader.bytes_read
             scan.truncated = scan.truncated or reader.truncated
         if scan.stopped_early or not follow_rotated or current != path:
@@ -389,6 +430,24 @@ def judge(stable, canary, limits):
     else:
         held.append("5xx rate %s ≤ limit %s (%s)" % (_pct(rate, limit), _pct(limit, rate), basis))
 
+    # Failovers are judged like 5xx answers, and only spoken of when there were some.
+    canary_failovers, stable_failovers = canary.get("failovers") or 0, (stable.get("failovers") or 0) if stable_ok else 0
+    if canary_failovers or stable_failovers:
+        rate = canary_failovers / float(canary["requests"])
+        if stable_ok:
+            stable_rate = stable_failovers / float(stable["requests"])
+            limit = max(limits["max_error_rate"], limits["error_rate_factor"] * stable_rate)
+            basis = "max of max_error_rate %s and %g × stable failover rate %s" % (
+                _pct(limits["max_error_rate"]), limits["error_rate_factor"], _pct(stable_rate))
+        else:
+            limit, basis = limits["max_error_rate"], "max_error_rate"
+        if rate > limit:
+            failures.append("canary failover rate %s over %d requests > limit %s (%s): nginx had to retry %d of them on another "
+                            "server because the canary refused, reset or timed out, or was marked down"
+                            % (_pct(rate, limit), canary["requests"], _pct(limit, rate), basis, canary_failovers))
+        else:
+            held.append("failover rate %s ≤ limit %s (%s)" % (_pct(rate, limit), _pct(limit, rate), basis))
+
     p95 = canary["p95_ms"]
     if stable_ok:
         limit = round(limits["p95_factor"] * stable["p95_ms"] + limits["p95_slack_ms"], 3)
@@ -424,12 +483,30 @@ def validate_log_path(path):
     return path
 
 
+def validate_members(members):
+    """{color: [host:port, ...]} for the colors given, or None."""
+    if members is None:
+        return None
+    if not isinstance(members, dict):
+        raise ValidationError("members must map blue and green to lists of host:port servers.")
+    clean = {}
+    for color, servers in members.items():
+        validate_color(color, "members color")
+        if isinstance(servers, str):
+            servers = [servers]
+        if not isinstance(servers, (list, tuple)):
+            raise ValidationError("members of %s must be a list of host:port servers." % color)
+        clean[color] = [validate_server(server) for server in servers]
+    return clean
+
+
 def analyse(log_path, app, stable_color, canary_color, since=None, window_s=None, until=None, limits=None,
-            exclude_synthetic=True, now=None, disorder_s=DISORDER_S, block_size=BLOCK_SIZE):
+            exclude_synthetic=True, now=None, disorder_s=DISORDER_S, block_size=BLOCK_SIZE, members=None):
     """Judges the canary color of `app` on the LB log `log_path` over a window -> the module's result (without `changed`).
 
     The window is `since` (epoch seconds or ISO 8601) or the `window_s` seconds up to `until` (default: now).
-    `limits` overrides DEFAULT_LIMITS. Raises ValidationError (one sentence) for bad arguments, OSError when the log
+    `limits` overrides DEFAULT_LIMITS. `members` ({color: [host:port]}, the upstream servers of each color) lets a request
+    that the other color answered count as a failover. Raises ValidationError (one sentence) for bad arguments, OSError when the log
     cannot be read.
     """
     app = validate_app_name(app)
@@ -438,11 +515,12 @@ def analyse(log_path, app, stable_color, canary_color, since=None, window_s=None
     if stable_color == canary_color:
         raise ValidationError("stable_color and canary_color are both %s: they must differ." % stable_color)
     limits = validate_limits(limits)
+    members = validate_members(members)
     start, end, until_open = resolve_window(since, window_s, until, now)
     validate_log_path(log_path)
 
     scan = scan_log(log_path, app, stable_color, canary_color, start, end, until_open=until_open,
-                    exclude_synthetic=exclude_synthetic, disorder_s=disorder_s, block_size=block_size)
+                    exclude_synthetic=exclude_synthetic, disorder_s=disorder_s, block_size=block_size, members=members)
     stable, canary = scan.stable.summary(), scan.canary.summary()
     verdict, reasons = judge(stable, canary, limits)
     msg = "canary %s of %s vs stable %s from %s to %s: %s. %s." % (

@@ -21,6 +21,11 @@ description:
   - "The canary passes when its 5xx rate is at most the larger of O(max_error_rate) and O(error_rate_factor) times the
     stable 5xx rate, and its 95th percentile is at most O(p95_factor) times the stable one plus O(p95_slack_ms), and at
     most O(max_p95_ms) when that is set."
+  - "A request nginx had to retry on another server (C(proxy_next_upstream): the canary refused, reset or timed out,
+    several servers in C(upstream_addr)), or that a server of the other color answered (the canary's servers were marked
+    down and the other color's C(backup) servers took it; known only with O(members)), is a failover of its side. No
+    client saw an error, but the canary failed it: its failover rate is judged by the same limits as its 5xx rate.
+    A canary that crashes and is restarted by its supervisor within a step is caught this way."
   - With fewer than O(min_requests) canary requests in the window the verdict follows O(insufficient_data). With fewer
     than O(min_requests) stable requests the limits relative to stable are not used, only O(max_error_rate) and
     O(max_p95_ms); the reasons say so.
@@ -78,6 +83,12 @@ options:
     description:
       - End of the window, in the same forms as O(since). Defaults to now.
     type: raw
+  members:
+    description:
+      - The upstream servers of each color, as lists of C(host:port) under C(blue) and C(green), as nginx logs them in
+        C(upstream_addr). With them, a request that the other color's server answered counts as a failover of its side.
+      - Without them, only requests that nginx retried count as failovers.
+    type: dict
   exclude_synthetic:
     description:
       - "Leave out requests sent with C(X-Canary: always) (the log's C(canary_header) field): those are probes pinned to
@@ -202,6 +213,9 @@ stable:
     error_rate:
       description: RV(stable.errors) divided by RV(stable.requests).
       type: float
+    failovers:
+      description: Requests that nginx had to retry on another server, or that the other color answered (see O(members)).
+      type: int
     p50_ms:
       description: Median request time in milliseconds (nearest rank).
       type: float
@@ -214,12 +228,13 @@ stable:
     avg_ms:
       description: Mean request time in milliseconds.
       type: float
-  sample: {"color": "blue", "requests": 300, "errors": 0, "error_rate": 0.0, "p50_ms": 2.0, "p95_ms": 5.0, "p99_ms": 9.0, "avg_ms": 2.4}
+  sample: {"color": "blue", "requests": 300, "errors": 0, "error_rate": 0.0, "failovers": 0, "p50_ms": 2.0, "p95_ms": 5.0, "p99_ms": 9.0, "avg_ms": 2.4}
 canary:
   description: The canary side's requests in the window, with the same keys as RV(stable).
   returned: success
   type: dict
-  sample: {"color": "green", "requests": 140, "errors": 40, "error_rate": 0.285714, "p50_ms": 2.0, "p95_ms": 6.0, "p99_ms": 11.0, "avg_ms": 2.7}
+  sample: {"color": "green", "requests": 140, "errors": 40, "error_rate": 0.285714, "failovers": 0, "p50_ms": 2.0, "p95_ms": 6.0,
+           "p99_ms": 11.0, "avg_ms": 2.7}
 unreadable_lines:
   description: Lines near the window that are not JSON or miss a needed field; counted, otherwise ignored.
   returned: success
@@ -298,6 +313,7 @@ def main():
             since=dict(type="raw"),
             window_s=dict(type="float"),
             until=dict(type="raw"),
+            members=dict(type="dict"),
             exclude_synthetic=dict(type="bool", default=True),
             max_error_rate=dict(type="float", default=0.01),
             error_rate_factor=dict(type="float", default=2.0),
@@ -315,7 +331,8 @@ def main():
         result = analyse(
             params["log_path"], params["app"], params["stable_color"], params["canary_color"],
             since=params["since"], window_s=params["window_s"], until=params["until"],
-            limits=dict((name, params[name]) for name in LIMITS), exclude_synthetic=params["exclude_synthetic"])
+            limits=dict((name, params[name]) for name in LIMITS), exclude_synthetic=params["exclude_synthetic"],
+            members=params["members"])
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:

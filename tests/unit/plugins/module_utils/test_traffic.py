@@ -91,9 +91,9 @@ def test_side_summary_on_known_data():
     stats = SideStats("green")
     for index, ms in enumerate([5.0, 1.0, 3.0, 2.0, 4.0, 100.0, 6.0, 7.0, 8.0, 9.0]):
         stats.add(503 if index == 0 else (404 if index == 1 else 200), ms)
-    assert stats.summary() == {"color": "green", "requests": 10, "errors": 1, "error_rate": 0.1,
+    assert stats.summary() == {"color": "green", "requests": 10, "errors": 1, "error_rate": 0.1, "failovers": 0,
                                "p50_ms": 5.0, "p95_ms": 100.0, "p99_ms": 100.0, "avg_ms": 14.5}
-    assert SideStats("blue").summary() == {"color": "blue", "requests": 0, "errors": 0, "error_rate": None,
+    assert SideStats("blue").summary() == {"color": "blue", "requests": 0, "errors": 0, "error_rate": None, "failovers": 0,
                                            "p50_ms": None, "p95_ms": None, "p99_ms": None, "avg_ms": None}
 
 
@@ -568,3 +568,91 @@ def test_judge_on_summaries():
     assert judge(stable, canary, validate_limits())[0] == "pass"
     assert judge(stable, dict(canary, p95_ms=200.5), validate_limits())[1] == [
         "canary p95 200.5 ms > limit 200 ms (1.5 × stable p95 100 ms + 50 ms)"]
+
+
+# --- failovers: requests nginx retried on another server (proxy_next_upstream) -------------
+
+
+MEMBERS = {"blue": ["127.0.0.1:9001"], "green": ["127.0.0.1:9002"]}
+
+
+def served(msec, color, servers, statuses="", status=200):
+    """A line of `color`'s upstream group that `servers` (", "-separated attempts) answered."""
+    doc = json.loads(entry(msec, color, status))
+    doc["upstream_addr"], doc["upstream_status"] = servers, statuses or str(status)
+    return msec, json.dumps(doc)
+
+
+def failover_log(log, retried=0, backup=0, canary=100):
+    """100 stable requests and `canary` canary ones, of which `retried` went on to blue after green refused them and
+    `backup` were answered by blue alone (green marked down)."""
+    lines = [served(NOW - 50 + index * 0.1, "blue", "127.0.0.1:9001") for index in range(100)]
+    for index in range(canary):
+        msec = NOW - 49.95 + index * 0.1
+        if index < retried:
+            lines.append(served(msec, "green", "127.0.0.1:9002, 127.0.0.1:9001", "502, 200"))
+        elif index < retried + backup:
+            lines.append(served(msec, "green", "127.0.0.1:9001"))
+        else:
+            lines.append(served(msec, "green", "127.0.0.1:9002"))
+    return write_log(log, lines)
+
+
+def test_a_canary_that_failed_requests_over_to_stable_fails_though_no_client_saw_an_error(log):
+    result = run(failover_log(log, retried=2, backup=38), members=MEMBERS)
+    assert result["canary"]["errors"] == 0 and result["canary"]["failovers"] == 40
+    assert result["verdict"] == "fail"
+    assert result["reasons"] == ["canary failover rate 40.0 % over 100 requests > limit 1.0 % (max of max_error_rate 1.0 % and "
+                                 "2 × stable failover rate 0.0 %): nginx had to retry 40 of them on another server because the "
+                                 "canary refused, reset or timed out, or was marked down"]
+
+
+def test_retried_requests_count_without_members_and_backup_answers_only_with_them(log):
+    path = failover_log(log, retried=2, backup=38)
+    assert run(path)["canary"]["failovers"] == 2
+    assert run(path, members=MEMBERS)["canary"]["failovers"] == 40
+    # A server of neither color (a name nginx resolved, say) is never taken for the other color.
+    assert run(path, members={"blue": ["app1:9001"], "green": ["app1:9002"]})["canary"]["failovers"] == 2
+
+
+def test_failovers_of_stable_do_not_blame_the_canary(log):
+    lines = [served(NOW - 50 + index * 0.1, "blue", "127.0.0.1:9002") for index in range(30)]  # blue down, green's backup
+    lines += [served(NOW - 47 + index * 0.1, "blue", "127.0.0.1:9001") for index in range(70)]
+    lines += [served(NOW - 49.95 + index * 0.1, "green", "127.0.0.1:9002") for index in range(100)]
+    result = run(write_log(log, lines), members=MEMBERS)
+    assert (result["stable"]["failovers"], result["canary"]["failovers"]) == (30, 0)
+    assert result["verdict"] == "pass"
+    assert "failover rate 0.0 % ≤ limit 60.0 % (max of max_error_rate 1.0 % and 2 × stable failover rate 30.0 %)" in result["reasons"][0]
+
+
+def test_a_few_failovers_within_the_limit_pass_and_say_so(log):
+    result = run(failover_log(log, retried=1, canary=200), members=MEMBERS)
+    assert result["verdict"] == "pass"
+    assert "failover rate 0.5 % ≤ limit 1.0 %" in result["reasons"][0]
+
+
+def test_no_failovers_are_not_mentioned(log):
+    result = run(failover_log(log), members=MEMBERS)
+    assert result["verdict"] == "pass" and "failover" not in result["reasons"][0]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("127.0.0.1:9002", ["127.0.0.1:9002"]),
+    ("127.0.0.1:9002, 127.0.0.1:9001", ["127.0.0.1:9002", "127.0.0.1:9001"]),
+    ("10.0.0.1:80 : 127.0.0.1:9002, 127.0.0.1:9001", ["127.0.0.1:9002", "127.0.0.1:9001"]),
+    ("", []),
+    (None, []),
+])
+def test_split_attempts(value, expected):
+    assert traffic.split_attempts(value) == expected
+
+
+@pytest.mark.parametrize("members, message", [
+    ("x", "members must map blue and green"),
+    ({"purple": ["a:1"]}, "members color 'purple' is unknown"),
+    ({"blue": ["nope"]}, "upstream server 'nope' is not of the form host:port"),
+    ({"blue": 5}, "members of blue must be a list"),
+])
+def test_analyse_refuses_bad_members(log, members, message):
+    with pytest.raises(ValidationError, match=message):
+        run(failover_log(log), members=members)
