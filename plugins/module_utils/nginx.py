@@ -196,6 +196,16 @@ class AdminClient:
         return WeightsDoc.parse(text)
 
 
+def nginx_reason(text):
+    """The line of nginx's output that says why: the first [emerg], [alert], [crit] or [error] line, else the last one
+    (not "configuration file ... test failed", which says nothing)."""
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    for line in lines:
+        if any(level in line for level in ("[emerg]", "[alert]", "[crit]", "[error]")):
+            return line
+    return lines[-1] if lines else ""
+
+
 class NginxControl:
     """`nginx -t` and `nginx -s reload` for the system instance or a user-level prefix."""
 
@@ -229,8 +239,7 @@ class NginxControl:
     def test(self):
         rc, out, err = self.run_command(self._base() + ["-t", "-q"])
         if rc != 0:
-            detail = (err or out).strip().splitlines()
-            raise NginxError("nginx -t rejected the new config: %s" % (detail[-1] if detail else "rc=%d" % rc))
+            raise NginxError("nginx -t rejected the new config: %s" % (nginx_reason(err or out) or "rc=%d" % rc))
 
     def reload(self):
         rc, out, err = self.run_command(self._base() + ["-s", "reload"])

@@ -421,6 +421,16 @@ def test_nginx_control_test_failure_reports_last_line():
     assert str(exc.value) == 'nginx -t rejected the new config: nginx: [emerg] host not found in upstream "x:1"'
 
 
+def test_nginx_control_test_failure_reports_the_reason_not_the_summary_line():
+    runner = Runner()
+    runner.test_rc = (1, "", "nginx: [emerg] unknown directive \"this\" in /etc/nginx/leanvibe/x.upstreams.conf:2\n"
+                             "nginx: configuration file /etc/nginx/nginx.conf test failed\n")
+    with pytest.raises(NginxError) as exc:
+        NginxControl(runner).test()
+    assert str(exc.value) == ('nginx -t rejected the new config: nginx: [emerg] unknown directive "this" in '
+                              '/etc/nginx/leanvibe/x.upstreams.conf:2')
+
+
 def test_nginx_control_test_failure_without_output_reports_rc():
     runner = Runner()
     runner.test_rc = (2, "", "")
