@@ -20,6 +20,7 @@ suite stops waiting for a probe at its deadline whatever the probe's thread is b
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -261,6 +262,11 @@ def describe_error(exc, deadline=None):
         if isinstance(cause, (socket.timeout, TimeoutError)) or (
                 requests is not None and isinstance(cause, (requests.exceptions.Timeout, _Urllib3ReadTimeout))):
             return deadline.message() if deadline is not None else "timed out"
+    for cause in causes:
+        # Bytes that are no HTTP status line (RemoteDisconnected is a BadStatusLine too: no bytes at all).
+        if isinstance(cause, (http.client.BadStatusLine, http.client.LineTooLong)) \
+                and not isinstance(cause, http.client.RemoteDisconnected):
+            return "answer is not HTTP"
     for cause in causes:
         if isinstance(cause, ConnectionResetError):
             return "connection reset by the server"

@@ -48,6 +48,7 @@ class RunInterpreter:
         self.lock_held_by: Optional[dict[str, Any]] = None
         self.rollback: Optional[dict[str, Any]] = None
         self.rollback_refused = False
+        self.rollback_attempted = False
         self.last_task: Optional[str] = None
         self.final_stats_seen = False
         self.tasks_started = 0
@@ -167,6 +168,12 @@ class RunInterpreter:
                     self.steps[-1].analysis = res["verdict"]
             return [RunEvent("analysis", "traffic on %s: %s" % (data.get("host"), res["verdict"]),
                              {"verdict": res["verdict"], "reasons": res.get("reasons") or [], "host": data.get("host")})]
+        if short == "rollback":
+            self.rollback_attempted = True
+        if short == "rollback" and not failed and res.get("needs_redeploy"):
+            # Nothing flipped yet: the release is not warm in any color.
+            return [RunEvent("phase", "%s is not warm: redeploying it to %s" % (res.get("to_version"), res.get("target_color")),
+                             {k: res.get(k) for k in ("from_version", "to_version", "target_color", "needs_redeploy")})]
         if short == "rollback" and not failed and res.get("to_version") is not None:
             self.rollback = res
             return [RunEvent("rollback", "traffic back on %s (%s) in %s ms" % (
@@ -178,6 +185,11 @@ class RunInterpreter:
         if short == "deployment_state" and failed and res.get("lock_held_by"):
             self.lock_held_by = res["lock_held_by"]
             return [RunEvent("lock_held", str(res.get("msg")), {"holder": res["lock_held_by"]})]
+        if short == "deployment_state" and failed and self.command == "rollback" and not self.rollback_attempted:
+            # The ledger could not be read or locked (corrupt, unreadable) before the rollback module ran: refused
+            # before anything changed, as the rollback module itself refuses (the emergency path, which takes no lock).
+            self.rollback_refused = True
+            return []
         return []
 
     def _failure(self, res: dict[str, Any], data: dict[str, Any], unreachable: bool) -> list[RunEvent]:
@@ -205,6 +217,10 @@ class RunInterpreter:
                 reasons = reasons or ["the LB at %s does not answer /health with 200" % p.get("lb_url")]
         elif self.lock_held_by is not None:
             status, code = "locked", ExitCode.LOCKED
+        elif phase == "invalid":
+            # The playbook refused the run before anything changed (tasks/check_hosts.yml: its inventory or
+            # --limit leaves out a host it needs).
+            status, code = "invalid", ExitCode.USAGE
         elif phase in CLEAN_FAILURE_PHASES:
             status, code = p.get("status") or ("rolled_back" if phase == "rolled_back" else "failed"), ExitCode.FAILED_CLEAN
         elif self.command == "probe" and p.get("status") == "failed":

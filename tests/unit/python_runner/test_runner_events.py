@@ -566,3 +566,44 @@ def test_rollback_refused_before_any_change_is_a_usage_error():
     assert (result.status, result.exit_code) == ("invalid", ExitCode.USAGE)
     assert result.reasons == ["version 9.9.9 of demo was never deployed in local"]
     validate(result)
+
+
+def test_a_playbook_that_refuses_its_hosts_is_a_usage_error():
+    # tasks/check_hosts.yml publishes the refusal, then fails: nothing has changed.
+    problem = "inventory /srv/inv has no host in group lb; this playbook needs hosts in groups lb and app."
+    for command in ("canary", "blue-green", "rollback", "probe", "status"):
+        stream = Stream().publish(phase="invalid", status="invalid", reasons=[problem])
+        stream.failed("Stop before anything changes", "ansible.builtin.fail", {"msg": problem}, host="app1")
+        interpreter, _events = interpret(command, stream.events)
+        result = interpreter.result(2, "failed")
+        assert (result.status, result.exit_code, result.reasons) == ("invalid", ExitCode.USAGE, [problem]), command
+        validate(result)
+
+
+def test_rollback_whose_ledger_cannot_be_read_is_refused_like_the_rollback_module_refuses():
+    corrupt = "ledger /srv/demo.ledger.json is corrupt (not JSON: x); fix it or move it away."
+    stream = Stream().failed("Read the deployment ledger", "leanvibe.deploy.deployment_state", {"msg": corrupt})
+    stream.failed("Stop with the rollback's reason", "ansible.builtin.fail", {"msg": corrupt})
+    interpreter, _events = interpret("rollback", stream.events)
+    result = interpreter.result(2, "failed")
+    assert (result.status, result.exit_code, result.reasons) == ("invalid", ExitCode.USAGE, [corrupt])
+    validate(result)
+
+
+def test_rollback_whose_ledger_fails_after_the_flip_still_needs_a_human():
+    stream = Stream().ok("Flip traffic to the warm release", "leanvibe.deploy.rollback",
+                         {"from_version": "2.3.0", "to_version": "2.2.0", "to_color": "blue", "duration_ms": 12})
+    stream.failed("Release the deploy lock", "leanvibe.deploy.deployment_state", {"msg": "could not write ledger x."})
+    interpreter, _events = interpret("rollback", stream.events)
+    result = interpreter.result(2, "failed")
+    assert (result.status, result.exit_code) == ("rollback_failed", ExitCode.NEEDS_HUMAN)
+
+
+def test_rollback_that_must_redeploy_first_says_so_and_is_no_flip():
+    stream = Stream().ok("Flip traffic to the warm release", "leanvibe.deploy.rollback",
+                         {"from_version": "3.0.0", "to_version": "1.0.0", "to_color": None, "target_color": "green",
+                          "needs_redeploy": True, "duration_ms": 9})
+    interpreter, events = interpret("rollback", stream.events)
+    assert kinds(events) == ["phase"]
+    assert events[0].message == "1.0.0 is not warm: redeploying it to green"
+    assert interpreter.rollback is None

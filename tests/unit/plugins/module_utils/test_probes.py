@@ -9,6 +9,7 @@ nothing listens on. No mocks of requests or websocket-client.
 import base64
 import datetime
 import hashlib
+import http.client
 import ipaddress
 import json
 import socket
@@ -587,3 +588,41 @@ def test_describe_error_words():
     assert describe_error(socket.gaierror(-2, "Name or service not known")) == "host name does not resolve"
     assert describe_error(TimeoutError("x"), probes.Deadline(1.5)) == "timed out after 1.5 s"
     assert describe_error(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")) == "TLS error: wrong version number"
+
+
+def test_describe_error_of_an_answer_that_is_not_http():
+    assert describe_error(http.client.BadStatusLine("\x00\xffgarbage")) == "answer is not HTTP"
+    assert describe_error(http.client.LineTooLong("header line")) == "answer is not HTTP"
+    # No bytes at all is a closed connection, not garbage.
+    assert describe_error(http.client.RemoteDisconnected("Remote end closed connection")) != "answer is not HTTP"
+
+
+def test_probe_of_a_target_that_does_not_speak_http_fails_in_words():
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def answer():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _addr = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"\x00\xffgarbage, not HTTP\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        report = run_suite(ProbeTarget("http://127.0.0.1:%d" % port, timeout=5), probe_names=["basic_health"])
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+    assert report["passed"] is False
+    assert report["probes"][0]["detail"] == "answer is not HTTP (GET /health)"
