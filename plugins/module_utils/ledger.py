@@ -176,11 +176,13 @@ def validate_deployment(deployment):
     kind = deployment.get("type") or "deploy"
     if kind not in TYPES:
         raise ValidationError("deployment type %r is unknown: it must be one of %s." % (kind, ", ".join(TYPES)))
-    if deployment.get("version") in (None, ""):
+    # "None" is what a template makes of a missing version; the ledger would record it as null.
+    version = _opt_version(deployment.get("version"), "deployment version")
+    if version is None:
         raise ValidationError("deployment needs the version being deployed.")
     clean = {
         "type": kind,
-        "version": _opt_version(deployment.get("version"), "deployment version"),
+        "version": version,
         "from_version": _opt_version(deployment.get("from_version"), "deployment from_version"),
         "canary_color": None,
         "started": None,
@@ -410,8 +412,9 @@ def _stopped_reason(current):
     steps = current.get("steps") or []
     run_id = (current.get("holder") or {}).get("run_id") or "?"
     if not steps:
-        return "run %s stopped before its first step without finishing" % run_id
-    return "run %s stopped at step %d (weight %s %%) without finishing" % (run_id, len(steps), steps[-1].get("weight"))
+        return "run %s stopped without finishing, before any step passed its gate" % run_id
+    # Steps are recorded once judged: the run may have stopped while the next step held the traffic.
+    return "run %s stopped without finishing, after step %d (weight %s %%) passed its gate" % (run_id, len(steps), steps[-1].get("weight"))
 
 
 def close_in_progress(doc, outcome, reasons, autonomous, now):
@@ -525,6 +528,14 @@ def known_versions(doc):
 
 # --- the file -------------------------------------------------------------------------------------------------------
 
+def folder_is_read_only(folder):
+    """Whether `folder` sits on a file system mounted read-only (then no permission would help)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 class Ledger:
     """The ledger file of one app in one environment, with its flock file `<path>.lock`."""
 
@@ -550,6 +561,9 @@ class Ledger:
             raise LedgerError("folder %s of ledger %s does not exist; create it first (playbooks/site.yml does)."
                               % (self.folder, self.path))
         if write and not os.access(self.folder, os.W_OK | os.X_OK):
+            if folder_is_read_only(self.folder):
+                raise LedgerError("folder %s of ledger %s is on a read-only file system, so the ledger cannot be written."
+                                  % (self.folder, self.path))
             raise LedgerError("folder %s of ledger %s is not writable by this user." % (self.folder, self.path))
 
     def corrupt(self, detail):
@@ -643,6 +657,11 @@ class Ledger:
             result = change(doc)
             written = doc != (current if current is not None else self.empty())
             if written:
+                try:
+                    # Never write what the next read would refuse as corrupt.
+                    check_document(doc)
+                except ValueError as exc:
+                    raise LedgerError("ledger %s was not written: the change would make it invalid (%s)." % (self.path, exc))
                 try:
                     atomic_write(self.path, render(doc), mode=FILE_MODE)
                 except OSError as exc:

@@ -127,6 +127,10 @@ class LocalEnv:
         subprocess.run([sys.executable, os.path.join(REPO, "scripts", "stop_local.py"), self.run_dir], check=False, capture_output=True)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long integration test; it still runs in `make test`")
+
+
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("artifacts"))

@@ -107,6 +107,21 @@ def test_read_only_folder_fails_clearly(ledger, monkeypatch):
     assert raw(ledger) == before
 
 
+def test_folder_on_a_read_only_file_system_says_so(ledger, monkeypatch):
+    act(ledger, "record", deployment={"version": "1.0.0"}, outcome="deployed")
+    before = raw(ledger)
+    real_access, real_statvfs = os.access, os.statvfs
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(ledger_mod.os, "access", lambda path, mode: False if path == ledger.folder else real_access(path, mode))
+    monkeypatch.setattr(ledger_mod.os, "statvfs", lambda path: ReadOnly() if path == ledger.folder else real_statvfs(path))
+    with pytest.raises(LedgerError, match=r"^folder .* of ledger .* is on a read-only file system, so the ledger cannot be written\.$"):
+        act(ledger, "record", deployment={"version": "2.0.0"}, outcome="deployed")
+    assert raw(ledger) == before
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
 def test_really_read_only_folder_fails_clearly(ledger):
     act(ledger, "record", deployment={"version": "1.0.0"}, outcome="deployed")
@@ -368,7 +383,7 @@ def test_begin_closes_an_interrupted_deployment_into_history(ledger):
     interrupted = result["interrupted"]
     assert interrupted["id"] == first["id"]
     assert interrupted["outcome"] == "interrupted"
-    assert interrupted["reasons"] == ["run %s stopped at step 2 (weight 25 %%) without finishing" % ALICE["run_id"]]
+    assert interrupted["reasons"] == ["run %s stopped without finishing, after step 2 (weight 25 %%) passed its gate" % ALICE["run_id"]]
     assert interrupted["duration_s"] == 40.0
     assert [step["weight"] for step in interrupted["steps"]] == [10, 25]
     doc = on_disk(ledger)
@@ -381,7 +396,7 @@ def test_interrupted_before_any_step(ledger):
     act(ledger, "lock", holder=ALICE)
     begin_deploy(ledger)
     result = begin_deploy(ledger, now=at(1))
-    assert result["interrupted"]["reasons"] == ["run %s stopped before its first step without finishing" % ALICE["run_id"]]
+    assert result["interrupted"]["reasons"] == ["run %s stopped without finishing, before any step passed its gate" % ALICE["run_id"]]
 
 
 def test_step_and_finish_need_a_deployment_in_progress(ledger):
@@ -522,3 +537,28 @@ def test_holder_alive_locally_on_a_fake_proc(tmp_path):
 def test_holder_alive_locally_for_this_process():
     identity = ledger_mod.run_identity()
     assert holder_alive_locally(identity) is True
+
+
+# --- a ledger is never written invalid --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("version", [None, "", "None", " "])
+def test_begin_without_a_real_version_is_refused_and_writes_nothing(ledger, version):
+    # "None" is what a template makes of a missing version: it must not become a null version in the file.
+    act(ledger, "lock", holder=ALICE)
+    before = raw(ledger)
+    with pytest.raises(ValidationError, match=r"^deployment needs the version being deployed\.$"):
+        begin_deploy(ledger, version=version)
+    assert raw(ledger) == before
+
+
+def test_a_change_that_would_make_the_ledger_invalid_is_not_written(ledger):
+    act(ledger, "lock", holder=ALICE)
+    before = raw(ledger)
+
+    def corrupting(doc):
+        doc["versions"]["blue"] = 2.0  # what check_document refuses on the next read
+
+    with pytest.raises(LedgerError, match=r"^ledger .*demo.ledger.json was not written: the change would make it invalid "
+                                          r"\(version of blue is not a string\)\.$"):
+        ledger.update(corrupting)
+    assert raw(ledger) == before
