@@ -129,7 +129,7 @@ def _usage_result(command: str, error: UsageError, started: float) -> RunResult:
                      duration_s=round(time.monotonic() - started, 3))
 
 
-def _execute(command: str, inventory: Any, extravars: dict[str, Any], *, on_event: Optional[EventCallback],
+def _execute(command: str, extravars: dict[str, Any], *, on_event: Optional[EventCallback],
              cancel: Optional[CancelCallback], artifact_dir: Optional[Union[str, Path]], project: Path,
              inventory_path: Path, check: bool = False) -> RunResult:
     import ansible_runner
@@ -145,7 +145,7 @@ def _execute(command: str, inventory: Any, extravars: dict[str, Any], *, on_even
     if command == "canary":
         abort_file.unlink(missing_ok=True)
         extravars = dict(extravars, canary_abort_file=str(abort_file))
-    state = {"cancel_at": None, "cancelled": False}
+    state = {"cancel_at": None, "cancelled": False, "hard": False}
 
     def emit(event: RunEvent) -> None:
         if on_event is not None:
@@ -157,6 +157,9 @@ def _execute(command: str, inventory: Any, extravars: dict[str, Any], *, on_even
         return True  # keep ansible-runner's artifacts of every event
 
     def cancel_callback() -> bool:
+        # ansible-runner asks again on every poll and takes the last answer: once stopping, keep saying so.
+        if state["hard"]:
+            return True
         if state["cancel_at"] is None:
             if cancel is None or not cancel():
                 return False
@@ -168,8 +171,11 @@ def _execute(command: str, inventory: Any, extravars: dict[str, Any], *, on_even
                 emit(RunEvent("phase", "aborting: the canary rolls back at its next gate", {"abort_file": str(abort_file)}))
                 return False
             emit(RunEvent("phase", "cancelling: stopping ansible-playbook", {}))
+            state["hard"] = True
             return True
-        return command != "canary" or time.monotonic() - state["cancel_at"] > ABORT_GRACE_S
+        # A canary that was asked to abort and has not ended within the grace period is stopped after all.
+        state["hard"] = time.monotonic() - state["cancel_at"] > ABORT_GRACE_S
+        return state["hard"]
 
     cmdline = "--check --diff" if check else None
     emit(RunEvent("started", "%s on %s (artifacts in %s)" % (command, inventory_path, private_dir),
@@ -244,7 +250,7 @@ def run(command: str, inventory: Any, *, version: Optional[str] = None, steps: A
         return result
 
     def target(should_cancel: Optional[CancelCallback]) -> RunResult:
-        return _execute(command, inventory, variables, on_event=on_event, cancel=should_cancel,
+        return _execute(command, variables, on_event=on_event, cancel=should_cancel,
                         artifact_dir=artifact_dir, project=project, inventory_path=inventory_path, check=check)
 
     if background:

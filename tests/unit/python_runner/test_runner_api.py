@@ -468,3 +468,19 @@ def test_scrub_artifacts_drops_extra_vars_and_redacts_secret_environment(tmp_pat
                                "MY_API_KEY": api.REDACTED, "EMPTY_SECRET": ""}
     assert scrubbed["command"] == ["ansible-playbook"]
     assert (artifact / "command").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_hard_cancel_keeps_answering_true_on_every_later_poll(monkeypatch, tmp_path):
+    # ansible-runner polls the cancel callback until the child is gone and keeps only the last answer.
+    answers = []
+
+    def fake_run(**kwargs):
+        for _poll in range(5):
+            answers.append(kwargs["cancel_callback"]())
+        return type("Runner", (), {"rc": 254, "status": "canceled",
+                                   "config": type("Config", (), {"artifact_dir": str(tmp_path / "artifacts" / "x")})()})()
+
+    monkeypatch.setattr(ansible_runner, "run", fake_run)
+    result = api.run("canary", "local", version="2.0.0", cancel=lambda: True, artifact_dir=tmp_path)
+    assert answers == [True] * 5
+    assert result.cancelled is True and result.status == "cancelled"
