@@ -10,7 +10,8 @@ The ledger is a JSON file on the primary LB host (schema 1)::
      "in_progress": null | {"id", "type", "version", "from_version", "started", "canary_color", "holder", "steps": [...]},
      "lock": null | {"holder": {"run_id", "controller", "pid", "user"}, "acquired", "heartbeat", "stale_after_s"},
      "history": [{"id", "environment", "version", "from_version", "type", "started", "finished", "duration_s",
-                  "outcome", "reasons", "autonomous", "run_id", "steps"}]}
+                  "outcome", "reasons", "autonomous", "run_id", "steps",
+                  "rollback" (rolled back only): {"detected", "started", "restored", "duration_ms"}}]}
 
 Every change is a read-modify-write under an exclusive ``fcntl.flock`` on ``<path>.lock``, written atomically (temp
 file in the same folder, fsync, rename, fsync of the folder) with mode 0640; readers take a shared lock. A corrupt

@@ -37,6 +37,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import (
     known_versions,
     lock_is_stale,
     new_id,
+    parse_iso,
     utcnow,
     validate_holder,
 )
@@ -84,6 +85,7 @@ class RollbackSpec:
         self.emergency = bool(params.get("emergency"))
         self.autonomous = bool(params.get("autonomous"))
         self.holder = validate_holder(params["holder"]) if params.get("holder") else None
+        self.detected_at = validate_detected_at(params.get("detected_at"))
         self.conf_dir = params["conf_dir"]
         if not self.conf_dir or not os.path.isabs(self.conf_dir):
             raise ValidationError("conf_dir must be an absolute path, not %r." % (self.conf_dir,))
@@ -101,6 +103,33 @@ class RollbackSpec:
         if value <= 0:
             raise ValidationError("%s must be greater than 0." % name)
         return value
+
+
+def validate_detected_at(value):
+    """When the failure was detected, as an aware datetime (None when not given): ISO 8601, or seconds since the epoch."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return parse_iso(text)
+        except ValueError:
+            raise ValidationError("detected_at must be an ISO 8601 time or seconds since the epoch, not %r." % (value,))
+    if not (seconds > 0 and seconds < 1e11):
+        raise ValidationError("detected_at must be an ISO 8601 time or seconds since the epoch, not %r." % (value,))
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def rollback_record(spec, begun, flipped_wall, duration_ms):
+    """What the ledger keeps of a rollback: when the failure was seen, when the flip began and ended, how long it took."""
+    return {
+        "detected": iso(spec.detected_at) if spec.detected_at else None,
+        "started": iso(begun),
+        "restored": iso(datetime.datetime.fromtimestamp(flipped_wall, datetime.timezone.utc)),
+        "duration_ms": duration_ms,
+    }
 
 
 def default_target(doc):
@@ -311,10 +340,10 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
             taken["holder"] = current["holder"]
             ledger_doc["lock"] = ({"holder": dict(spec.holder), "acquired": iso(now), "heartbeat": iso(now),
                                    "stale_after_s": current["stale_after_s"]} if spec.holder else None)
+        begun = datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc)
         if ledger_doc.get("in_progress"):
             entry = close_in_progress(ledger_doc, "rolled_back", [spec.reason], spec.autonomous, now)
         else:
-            begun = datetime.datetime.fromtimestamp(started_wall, datetime.timezone.utc)
             entry = {
                 "id": new_id(begun), "environment": spec.environment, "version": target, "from_version": serving_version,
                 "type": "rollback", "started": iso(begun), "finished": iso(now),
@@ -323,6 +352,7 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
                 "run_id": spec.holder["run_id"] if spec.holder else None, "steps": [],
             }
             ledger_doc["history"].append(entry)
+        entry["rollback"] = rollback_record(spec, begun, result["flipped_at"], result["duration_ms"])
         ledger_doc["active_color"] = to_color
         ledger_doc["weights"] = dict(after.weights)
         versions = ledger_doc.setdefault("versions", {})

@@ -55,10 +55,13 @@ def render_exec(spec):
     return json.dumps({"argv": [str(arg) for arg in spec["command"]], "env": dict(spec.get("env") or {})}, indent=2, sort_keys=True) + "\n"
 
 
-def render_program(name, spec, python, launcher, exec_file):
-    """A `[program:x]` section that starts `launcher exec_file` (paths are validated to be plain)."""
+def render_program(name, spec, python, launcher, exec_file, managed_by="leanvibe.deploy.canary_deploy"):
+    """A `[program:x]` section that starts `launcher exec_file` (paths are validated to be plain).
+
+    The first line names the module that owns the program, so that one module never takes over another's program.
+    """
     lines = [
-        "; Managed by leanvibe.deploy.canary_deploy. Do not edit by hand.",
+        "; Managed by %s. Do not edit by hand." % managed_by,
         "[program:%s]" % name,
         "command=%s %s %s" % (python, launcher, exec_file),
         "directory=%s" % spec["directory"],

@@ -73,6 +73,12 @@ options:
     description: Whether no human asked for this rollback (an automatic gate did).
     type: bool
     default: false
+  detected_at:
+    description:
+      - When the failure that calls for this rollback was detected, as an ISO 8601 time or seconds since the epoch
+        (a canary passes the moment its gate failed).
+      - Recorded in the history entry's C(rollback.detected), so the time to recover can be measured from it.
+    type: str
   holder:
     description:
       - The caller's deploy lock identity, as returned by the P(leanvibe.deploy.run_identity#lookup) lookup; a canary run
@@ -146,6 +152,7 @@ EXAMPLES = r"""
     reason: canary 5xx rate 28.6 % over 140 requests > limit 1.0 %
     emergency: true
     autonomous: true
+    detected_at: "{{ canary_gate_checked_at }}"
     holder: "{{ lookup('leanvibe.deploy.run_identity') }}"
     conf_dir: /etc/nginx/leanvibe
     admin_socket: /run/leanvibe/nginx-admin.sock
@@ -221,7 +228,9 @@ entry:
   sample: {"id": "20261127T050101Z-0a1b2c", "environment": "production", "version": "2.0.0", "from_version": "2.1.0",
            "type": "rollback", "started": "2026-11-27T05:01:01.100Z", "finished": "2026-11-27T05:01:01.130Z",
            "duration_s": 0.03, "outcome": "rolled_back", "reasons": ["manual rollback"], "autonomous": false,
-           "run_id": null, "steps": []}
+           "run_id": null, "steps": [],
+           "rollback": {"detected": null, "started": "2026-11-27T05:01:01.100Z", "restored": "2026-11-27T05:01:01.114Z",
+                        "duration_ms": 14}}
 refused:
   description:
     - On failure, whether the rollback was refused before anything changed (a target version never deployed, no ledger,
@@ -288,6 +297,7 @@ def main():
             reason=dict(type="str", default="manual rollback"),
             emergency=dict(type="bool", default=False),
             autonomous=dict(type="bool", default=False),
+            detected_at=dict(type="str"),
             holder=dict(type="dict", options=HOLDER_OPTIONS),
             lb_url=dict(type="str"),
             check_timeout=dict(type="float", default=10),

@@ -8,7 +8,7 @@ import pytest
 from plugin_test_helpers import FakeAdmin, FakeRunCommand, HealthServer, free_port
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LockConflict, empty_ledger, run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LockConflict, empty_ledger, parse_iso, run_action
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     NginxControl,
     UpstreamFiles,
@@ -25,6 +25,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import (
     conf_options,
     default_target,
     rollback,
+    validate_detected_at,
 )
 
 ALICE = {"run_id": "a1" * 16, "controller": "ctl", "pid": 1234, "user": "alice"}
@@ -228,6 +229,49 @@ def test_rollback_closes_the_deployment_in_progress_as_its_entry(site):
     assert [step["weight"] for step in closed["steps"]] == [10]
     assert doc["in_progress"] is None
     assert doc["lock"]["holder"]["run_id"] == ALICE["run_id"]  # the caller keeps its lock
+
+
+def test_entry_records_when_the_failure_was_seen_and_when_traffic_was_back(site):
+    run_action(site.ledger, "lock", {"holder": ALICE})
+    run_action(site.ledger, "begin", {"holder": ALICE, "deployment": {"version": "2.1.0", "from_version": "2.0.0",
+                                                                      "canary_color": "blue"}})
+    site.blue.serve(version="2.1.0")
+    site.admin.live = WeightsDoc({"green": 90, "blue": 10}, "green", "blue")
+    gate_failed = time.time() - 2.5
+    result = rollback(RollbackSpec(site.params(holder=ALICE, autonomous=True, detected_at=str(gate_failed))), site.nginx, site.admin)
+    record = site.doc()["history"][-1]["rollback"]
+    assert record["duration_ms"] == result["duration_ms"]
+    detected, begun, restored = (parse_iso(record[key]).timestamp() for key in ("detected", "started", "restored"))
+    assert abs(detected - gate_failed) < 0.002
+    assert detected < begun <= restored
+    assert abs(restored - result["flipped_at"]) < 0.002
+
+
+def test_manual_rollback_records_no_detection_time(site):
+    rollback(RollbackSpec(site.params()), site.nginx, site.admin)
+    record = site.doc()["history"][-1]["rollback"]
+    assert record["detected"] is None
+    assert parse_iso(record["started"]) <= parse_iso(record["restored"])
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2026-11-26T10:00:00.250Z", 1795687200.25),
+    ("1795687200.25", 1795687200.25),
+    (1795687200.25, 1795687200.25),
+    ("", None),
+    (None, None),
+])
+def test_detected_at_takes_iso_or_epoch_seconds(value, expected):
+    moment = validate_detected_at(value)
+    assert (moment.timestamp() if moment else None) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "-5", "0", "1e20", "nan", "2026-13-01T00:00:00Z"])
+def test_detected_at_that_is_no_time_is_refused_before_anything_changes(site, value):
+    files = site.files()
+    with pytest.raises(ValidationError, match="detected_at must be an ISO 8601 time or seconds since the epoch"):
+        rollback(RollbackSpec(site.params(detected_at=value)), site.nginx, site.admin)
+    assert site.files() == files
 
 
 def test_cold_target_needs_a_redeploy_and_changes_nothing(site):
