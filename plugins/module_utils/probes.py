@@ -91,11 +91,12 @@ def _ms(seconds):
 
 
 class Deadline:
-    """One total time budget for a probe."""
+    """One total time budget for a probe; it also carries the last HTTP status the probe saw (``status_code``)."""
 
     def __init__(self, seconds):
         self.seconds = seconds
         self.end = time.monotonic() + seconds
+        self.status_code = None
 
     def remaining(self):
         return self.end - time.monotonic()
@@ -341,6 +342,7 @@ class HttpClient:
                                             timeout=(remaining, remaining), stream=True, allow_redirects=False)
         except requests.exceptions.RequestException as exc:
             raise self._failure(exc, method, path)
+        self.deadline.status_code = response.status_code
         try:
             body = self._read_body(response, method, path)
         finally:
@@ -507,8 +509,10 @@ def probe_websocket(target, deadline):
         if sock is not None:
             sock.close()
         if isinstance(exc, websocket.WebSocketBadStatusException):
+            deadline.status_code = exc.status_code
             raise ProbeFailure("handshake refused: HTTP %s from /ws" % exc.status_code)
         raise ProbeFailure(_ws_words(exc, deadline, "handshake"))
+    deadline.status_code = conn.getstatus()  # 101 Switching Protocols
     try:
         conn.settimeout(deadline.left())
         conn.send(json.dumps({"type": "ping", "timestamp": datetime.now(timezone.utc).isoformat()}))
@@ -652,7 +656,10 @@ def check_requirements(target, names):
 
 
 def run_probe(target, name):
-    """Run one probe in this thread: {name, passed, duration_ms, detail}."""
+    """Run one probe in this thread: {name, passed, duration_ms, detail, status_code}.
+
+    ``status_code`` is the last HTTP status the probe saw (101 for a websocket handshake), None when no answer came.
+    """
     deadline = Deadline(target.timeout)
     started = time.monotonic()
     try:
@@ -664,7 +671,8 @@ def run_probe(target, name):
     elapsed = time.monotonic() - started
     if passed and elapsed > target.timeout:
         detail, passed = deadline.message(), False
-    return {"name": name, "passed": passed, "duration_ms": _ms(elapsed), "detail": detail}
+    return {"name": name, "passed": passed, "duration_ms": _ms(elapsed), "detail": detail,
+            "status_code": deadline.status_code}
 
 
 def _start(target, name):
@@ -704,7 +712,7 @@ def run_suite(target, probe_names=None, success_threshold=DEFAULT_SUCCESS_THRESH
             results.append(future.result())
         else:  # blocked past its deadline (a DNS lookup, a socket read): failed, and no longer waited for
             results.append({"name": name, "passed": False, "duration_ms": _ms(time.monotonic() - started),
-                            "detail": Deadline(target.timeout).message()})
+                            "detail": Deadline(target.timeout).message(), "status_code": None})
     return summarize(target, results, threshold, mode if probe_names is None else None, time.monotonic() - started)
 
 

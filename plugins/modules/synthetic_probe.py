@@ -195,6 +195,10 @@ probes:
       description: What the probe found, in plain words.
       type: str
       sample: "handshake refused: HTTP 403 from /ws"
+    status_code:
+      description: The last HTTP status the probe saw (101 for an accepted websocket handshake); null when no answer came.
+      type: int
+      sample: 403
 msg:
   description: One sentence on the verdict that names the failed probes and why they failed.
   returned: always

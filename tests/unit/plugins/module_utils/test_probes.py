@@ -353,7 +353,21 @@ def test_websocket_that_closes_right_after_the_handshake(goodbye, words):
     finally:
         thread.join(5)
         listener.close()
-    assert (result["passed"], result["detail"]) == (False, words)
+    assert (result["passed"], result["detail"], result["status_code"]) == (False, words, 101)
+
+
+def test_each_result_carries_the_last_http_status_seen(service):
+    """status_code: the last answer's status (a monitoring service stores it), None when no answer came."""
+    report = run_suite(target_for(service.url), probe_names=HTTP_PROBES + ["websocket"])
+    codes = {result["name"]: result["status_code"] for result in report["probes"]}
+    # api_functionality's last request is the DELETE (204); the websocket handshake is refused with a 404
+    assert codes == {"basic_health": 200, "database_health": 200, "api_functionality": 204, "performance": 200,
+                     "security_headers": 200, "websocket": 404}
+    service.behave("/health", status=503, body={"status": "unhealthy"})
+    assert probe(service, "basic_health")["status_code"] == 503
+    closed = "http://127.0.0.1:%d" % free_port()
+    assert probe(closed, "basic_health")["status_code"] is None
+    assert probe(closed, "websocket")["status_code"] is None
 
 
 def test_security_headers_name_the_missing_ones(service):
@@ -488,7 +502,7 @@ def test_a_probe_blocked_past_its_deadline_is_not_waited_for(service, monkeypatc
     report = run_suite(target_for(service.url, timeout=0.3), probe_names=["basic_health", "websocket"])
     assert time.monotonic() - started < 1.0
     assert report["probes"][1] == {"name": "websocket", "passed": False, "duration_ms": report["probes"][1]["duration_ms"],
-                                   "detail": "timed out after 0.3 s"}
+                                   "detail": "timed out after 0.3 s", "status_code": None}
     assert report["failed_probes"] == ["websocket"]
     assert report["success_rate"] == 0.5
 

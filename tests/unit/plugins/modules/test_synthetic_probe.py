@@ -80,7 +80,7 @@ def test_runs_in_check_mode_and_never_changes(capsys, health_server):
     assert result["mode"] is None
     assert result["msg"].startswith("Suite failed: 1 of 2 probes passed against %s (50%%, 85%% needed); failed: database_health: "
                                     % health_server.url(""))
-    assert set(result["probes"][0]) == {"name", "passed", "duration_ms", "detail"}
+    assert set(result["probes"][0]) == {"name", "passed", "duration_ms", "detail", "status_code"}
     assert result["duration_ms"] >= 0
 
 
