@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 from .codes import ExitCode, UsageError
 from .events import BEFORE_CHANGES, RunEvent, RunInterpreter
 from .inputs import PROBE_MODES, check_version, parse_extra_vars, parse_steps, resolve_inventory
+from .reporting import ReportResult, Window, check_monitoring_url, compute_report, fetch_uptime, parse_window, utcnow
 from .result import RunResult
 
 EventCallback = Callable[[RunEvent], None]
@@ -131,7 +132,7 @@ def _usage_result(command: str, error: UsageError, started: float) -> RunResult:
 
 def _execute(command: str, extravars: dict[str, Any], *, on_event: Optional[EventCallback],
              cancel: Optional[CancelCallback], artifact_dir: Optional[Union[str, Path]], project: Path,
-             inventory_path: Path, check: bool = False) -> RunResult:
+             inventory_path: Path, check: bool = False, playbook: Optional[str] = None) -> RunResult:
     import ansible_runner
 
     started = time.monotonic()
@@ -187,7 +188,7 @@ def _execute(command: str, extravars: dict[str, Any], *, on_event: Optional[Even
     if (project / "ansible.cfg").is_file():
         envvars["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
     runner = ansible_runner.run(
-        private_data_dir=str(private_dir), project_dir=str(project), playbook=PLAYBOOKS[command],
+        private_data_dir=str(private_dir), project_dir=str(project), playbook=playbook or PLAYBOOKS[command],
         inventory=str(inventory_path), extravars=extravars, envvars=envvars, cmdline=cmdline,
         quiet=True, event_handler=event_handler, cancel_callback=cancel_callback,
         settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True})
@@ -289,5 +290,91 @@ def history(inventory: Any, *, limit: int = 20, **options: Any) -> Union[RunResu
     return run("history", inventory, limit=limit, **options)
 
 
-__all__ = ["run", "canary", "blue_green", "rollback", "probe", "status", "history", "RunHandle",
+# The report reads the whole ledger: every history entry, however many.
+REPORT_HISTORY_LIMIT = 1000000
+
+
+def report(inventory: Any, window: Any = "30d", *, monitoring_url: Optional[str] = None, extravars: ExtraVars = None,
+           on_event: Optional[EventCallback] = None, cancel: Optional[CancelCallback] = None,
+           artifact_dir: Optional[Union[str, Path]] = None, project_dir: Optional[Union[str, Path]] = None,
+           background: bool = False, timeout_s: float = 5.0) -> Union[ReportResult, RunHandle]:
+    """Delivery figures of an environment over ``window`` (``<n>h`` or ``<n>d``, 1h to 365d): deployments,
+    autonomous share, change failure rate, rollbacks, MTTR from the ledger (playbooks/status.yml), and uptime
+    over 24h, 7d and 30d from the monitoring service (``monitoring_url``, else the inventory's ``monitoring_url``).
+
+    Exit code 0 with the figures; 2 for bad input (nothing runs); 3 when the ledger cannot be read. A monitoring
+    service that is not set or not reachable is a note in the uptime figures, not a failure.
+    """
+    started = time.monotonic()
+    try:
+        span = parse_window(window)
+        url = check_monitoring_url(monitoring_url) if monitoring_url is not None else None
+        project = find_project_dir(project_dir)
+        inventory_path = resolve_inventory(inventory, project)
+        variables = parse_extra_vars(extravars)
+        variables["history_limit"] = REPORT_HISTORY_LIMIT
+    except UsageError as exc:
+        invalid = ReportResult(status="invalid", exit_code=ExitCode.USAGE, reasons=[str(exc)],
+                               duration_s=round(time.monotonic() - started, 3))
+        if on_event is not None:
+            on_event(RunEvent("finished", "report: invalid: %s" % exc, invalid.to_dict()))
+        if background:
+            return RunHandle(lambda _cancel: invalid, cancel)  # type: ignore[arg-type,return-value]
+        return invalid
+
+    def target(should_cancel: Optional[CancelCallback]) -> ReportResult:
+        return _report(span, url, variables, on_event=on_event, cancel=should_cancel, artifact_dir=artifact_dir,
+                       project=project, inventory_path=inventory_path, started=started, timeout_s=timeout_s)
+
+    if background:
+        return RunHandle(target, cancel)  # type: ignore[arg-type,return-value]
+    return target(cancel)
+
+
+def _report(span: Window, url: Optional[str], variables: dict[str, Any], *, on_event: Optional[EventCallback],
+            cancel: Optional[CancelCallback], artifact_dir: Optional[Union[str, Path]], project: Path,
+            inventory_path: Path, started: float, timeout_s: float) -> ReportResult:
+    def forward(event: RunEvent) -> None:
+        # The end of the ledger read is not the end of the report: its own "finished" comes last.
+        if on_event is not None and event.kind != "finished":
+            on_event(event)
+
+    run_result = _execute("report", variables, on_event=forward, cancel=cancel, artifact_dir=artifact_dir,
+                          project=project, inventory_path=inventory_path, playbook=PLAYBOOKS["status"])
+    details = run_result.details
+    result = ReportResult(status="reported", exit_code=ExitCode.OK, environment=details.get("environment"),
+                          app=details.get("app"), artifact_dir=run_result.artifact_dir, inventory=run_result.inventory)
+    history = details.get("history")
+    if run_result.cancelled:
+        result.status, result.exit_code = "cancelled", ExitCode.FAILED_CLEAN
+        result.reasons = list(run_result.reasons) or ["cancelled by the caller"]
+    elif run_result.exit_code == ExitCode.USAGE:
+        result.status, result.exit_code = "invalid", ExitCode.USAGE
+        result.reasons = list(run_result.reasons) or ["the inventory or its hosts are not usable"]
+    elif not isinstance(history, list):
+        # status.yml publishes the history once the ledger was read; without it the ledger is unknown.
+        result.status, result.exit_code = "unreadable", ExitCode.NEEDS_HUMAN
+        result.reasons = ["the ledger could not be read: %s" % "; ".join(run_result.reasons or ["no history published"])]
+    if result.exit_code != ExitCode.OK:
+        result.duration_s = round(time.monotonic() - started, 3)
+        if on_event is not None:
+            on_event(RunEvent("finished", "report: %s (exit %d)" % (result.status, int(result.exit_code)), result.to_dict()))
+        return result
+    configured = details.get("monitoring_url")
+    source = url if url is not None else (configured if configured not in ("", "None") else None)
+    uptime, result.monitoring = fetch_uptime(source, result.environment, timeout_s=timeout_s)
+    now = utcnow()
+    computed = compute_report(history or [], uptime, span, now)
+    result.generated_at = computed["window"]["end"]
+    result.window = computed["window"]
+    result.ledger = computed["ledger"]
+    result.figures = computed["figures"]
+    result.duration_s = round(time.monotonic() - started, 3)
+    if on_event is not None:
+        on_event(RunEvent("finished", "report: %d deployments in %s" % (result.figures["deployments"]["value"], span.label),
+                          result.to_dict()))
+    return result
+
+
+__all__ = ["run", "canary", "blue_green", "rollback", "probe", "status", "history", "report", "RunHandle",
            "find_project_dir", "BEFORE_CHANGES"]

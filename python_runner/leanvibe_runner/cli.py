@@ -14,6 +14,7 @@ from . import api
 from .codes import ExitCode
 from .inputs import PROBE_MODES
 from .progress import progress_for
+from .reporting import ReportResult, write_report
 from .result import RunResult
 
 PROG = "leanvibe-deploy"
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog=EPILOG)
     history = sub.add_parser("history", parents=[common], help="the deployment ledger's history", epilog=EPILOG)
     history.add_argument("--limit", type=int, default=20, help="entries to show (1 to 1000, default 20)")
+    report = sub.add_parser("report", parents=[common], epilog=EPILOG,
+                            help="deployments, autonomous share, change failure rate, rollbacks, MTTR and uptime")
+    report.add_argument("--window", default="30d", help="the period of the ledger figures: <n>h or <n>d, 1h to 365d (default 30d)")
+    report.add_argument("--monitoring-url", help="the monitoring service for uptime (default: the inventory's monitoring_url)")
     return parser
 
 
@@ -137,10 +142,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return int(ExitCode.NEEDS_HUMAN)
 
 
-def _write_result(result: RunResult, as_json: bool) -> None:
+def _write_result(result: RunResult | ReportResult, as_json: bool) -> None:
     try:
         if as_json:
             sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+        elif isinstance(result, ReportResult):
+            write_report(result.to_dict(), sys.stdout, rich=sys.stdout.isatty() and sys.platform != "win32")
         else:
             _print_summary(result, sys.stdout)
         sys.stdout.flush()
@@ -168,23 +175,30 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     previous = signal.signal(signal.SIGINT, on_signal)
     previous_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        result = api.run(args.command, args.inventory, on_event=progress, cancel=cancel.is_set, **_options(args))
+        if args.command == "report":
+            result = api.report(args.inventory, args.window, monitoring_url=args.monitoring_url, extravars=args.extra_vars,
+                                artifact_dir=args.artifact_dir, project_dir=args.project_dir, on_event=progress,
+                                cancel=cancel.is_set)
+        else:
+            result = api.run(args.command, args.inventory, on_event=progress, cancel=cancel.is_set, **_options(args))
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
         if progress is not None:
             progress.close()
-    assert isinstance(result, RunResult)
+    assert isinstance(result, (RunResult, ReportResult))
     if result.exit_code == ExitCode.USAGE and result.artifact_dir is None:
         return _usage_exit(result.reasons[0] if result.reasons else "invalid arguments", args.json, argv, result)
     _write_result(result, args.json)
     return int(result.exit_code)
 
 
-def _usage_exit(message: str, want_json: bool, argv: Sequence[str], result: Optional[RunResult] = None) -> int:
+def _usage_exit(message: str, want_json: bool, argv: Sequence[str], result: Optional[RunResult | ReportResult] = None) -> int:
     sys.stderr.write("%s: error: %s\n" % (PROG, message))
     if want_json:
         command = next((a for a in argv if not a.startswith("-")), None)
+        if result is None and command == "report":
+            result = ReportResult(status="invalid", exit_code=ExitCode.USAGE, reasons=[message])
         result = result or RunResult(command=str(command), status="invalid", exit_code=ExitCode.USAGE, reasons=[message])
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
     return int(ExitCode.USAGE)

@@ -120,7 +120,7 @@ class RunInterpreter:
         if phase == "done":
             if self.command == "probe":
                 return "probes %s" % p.get("status")
-            if self.command in ("status", "history"):
+            if self.command in ("status", "history", "report"):
                 return "the LB answers %s: %s %s" % (p.get("lb_status"), p.get("status"), p.get("version") or "")
             if self.command == "rollback":
                 return "%s: %s -> %s" % (p.get("status"), p.get("from_version"), p.get("version"))
