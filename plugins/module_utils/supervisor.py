@@ -66,9 +66,9 @@ def render_program(name, spec, python, launcher, exec_file, managed_by="leanvibe
         "command=%s %s %s" % (python, launcher, exec_file),
         "directory=%s" % spec["directory"],
         "autostart=true",
-        # on-failure restart like the seed's restart_policy: unexpected exits only,
-        # a failing start retried `start_retries` times with growing backoff.
-        "autorestart=unexpected",
+        # on-failure restart like the seed's restart_policy: unexpected exits only (a spec may ask for `true`:
+        # any exit), a failing start retried `start_retries` times with growing backoff.
+        "autorestart=%s" % spec.get("autorestart", "unexpected"),
         "exitcodes=0",
         "startsecs=%d" % spec["start_seconds"],
         "startretries=%d" % spec["start_retries"],
@@ -109,9 +109,9 @@ class Supervisor:
         """What defines a program: its supervisord section and its exec spec."""
         return (self.program_file(name), self.exec_file(name))
 
-    def render(self, name, spec):
+    def render(self, name, spec, managed_by="leanvibe.deploy.canary_deploy"):
         """(section text, exec spec text) of a program."""
-        return render_program(name, spec, self.python, self.launcher, self.exec_file(name)), render_exec(spec)
+        return render_program(name, spec, self.python, self.launcher, self.exec_file(name), managed_by=managed_by), render_exec(spec)
 
     def render_conf(self):
         return "\n".join([

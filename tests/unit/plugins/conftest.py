@@ -129,6 +129,40 @@ def slot_env(tmp_path, health_server, make_artifact):
 
 
 @pytest.fixture
+def program_env(tmp_path, health_server):
+    """A base dir, a free port and a fake supervisor whose processes serve the health URL (supervised_program)."""
+
+    class Env:
+        pass
+
+    env = Env()
+    env.base_dir = str(tmp_path / "monitoring")
+    env.port = free_port()
+    env.health = health_server
+    env.supervisor = FakeSupervisor(env.base_dir, health_server, env.port)
+    env.health_url = "http://127.0.0.1:%d/healthz" % env.port
+
+    def params(**overrides):
+        values = {
+            "name": "leanvibe-monitor",
+            "base_dir": env.base_dir,
+            # The fake serves the health URL with the version after `--version`; a version in `broken` answers 503.
+            "argv": ["/opt/venv/bin/python", "-m", "leanvibe_runner.monitor", "--config", "/etc/monitor.json", "--version", "1"],
+            "env": {"LEANVIBE_TOKEN": "s3cret-value"},
+            "fingerprint": "sha1:aaaa",
+            "health_url": env.health_url,
+            "health_timeout": 1,
+            "python": sys.executable,
+            "state": "started",
+        }
+        values.update(overrides)
+        return values
+
+    env.params = params
+    return env
+
+
+@pytest.fixture
 def snapshot_tree():
     """snapshot_tree(path) -> {relative path: bytes or None for folders/links} of everything under path."""
 

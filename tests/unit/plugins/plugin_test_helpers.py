@@ -108,8 +108,8 @@ class FakeSupervisor:
     def program_files(self, name):
         return (self.program_file(name), self.exec_file(name))
 
-    def render(self, name, spec):
-        return render_program(name, spec, self.python, self.launcher, self.exec_file(name)), render_exec(spec)
+    def render(self, name, spec, managed_by="leanvibe.deploy.canary_deploy"):
+        return render_program(name, spec, self.python, self.launcher, self.exec_file(name), managed_by=managed_by), render_exec(spec)
 
     def read_program(self, name):
         """(section text, exec text) on disk now, None for a missing file."""

@@ -14,6 +14,7 @@ import sys
 import xmlrpc.client
 
 import pytest
+from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils import supervisor as supervisor_mod
@@ -129,6 +130,23 @@ def test_render_program_settings(tmp_path):
     assert "environment" not in settings
     assert "s3cret" not in text and "API_KEY" not in text and "-m demo" not in text  # argv and env live in the exec spec
     assert text.endswith("\n")
+
+
+def test_render_program_names_its_owner_and_restart_policy(tmp_path):
+    spec = program_spec(tmp_path, autorestart="true")
+    text = render_program("monitor", spec, "/opt/py", "/b/launch.py", "/b/monitor.json", managed_by="leanvibe.deploy.supervised_program")
+    lines = text.splitlines()
+    assert lines[0] == "; Managed by leanvibe.deploy.supervised_program. Do not edit by hand."
+    assert "autorestart=true" in lines
+    default = render_program("monitor", program_spec(tmp_path), "/opt/py", "/b/launch.py", "/b/monitor.json").splitlines()
+    assert default[0] == "; Managed by leanvibe.deploy.canary_deploy. Do not edit by hand."
+    assert "autorestart=unexpected" in default
+
+
+def test_render_program_any_exit_restart_is_accepted_by_supervisor(tmp_path):
+    sup = write_program(tmp_path, program_spec(tmp_path, autorestart="true"))
+    process = parse_with_supervisor(sup)[0]
+    assert process.autorestart is RestartUnconditionally
 
 
 # --- render_exec --------------------------------------------------------------------------
