@@ -425,6 +425,19 @@
       var match = /^(\d+)([hd])$/.exec(windowName);
       start = end - (match ? Number(match[1]) * (match[2] === "h" ? HOUR : DAY) : DAY);
     }
+    // A young environment fills only the end of the window: start the axis a little before its first point
+    // or marker, so that a few minutes of data are not squeezed against the right edge.
+    var first = null;
+    latencies.forEach(function (lat) {
+      (lat.points || []).concat(lat.markers || []).forEach(function (item) {
+        if (typeof item.t === "number" && (first === null || item.t < first)) {
+          first = item.t;
+        }
+      });
+    });
+    if (first !== null && first > start && first < end) {
+      start = Math.max(start, first - Math.max(60 * 1000, (end - first) * 0.05));
+    }
     return { start: start, end: end };
   }
 
