@@ -4,9 +4,12 @@ Tests drive the real playbooks against inventories/local with extra vars that mo
 every runtime file under a temp folder and every port off the ones `make demo` uses.
 """
 
+import http.client
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,10 +19,67 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-# Off the ports of `make demo` (8000, 9001, 9002). LEANVIBE_TEST_PORT_BASE lets two test runs share a machine.
+# Off the ports of `make demo` (8000, 9001, 9002, 5000). LEANVIBE_TEST_PORT_BASE lets two test runs share a machine.
 PORT_BASE = int(os.environ.get("LEANVIBE_TEST_PORT_BASE", "18000"))
 LB_PORT = PORT_BASE
 SLOT_PORTS = {"blue": PORT_BASE + 1, "green": PORT_BASE + 2}
+# The monitoring dashboard's listen port (monitoring_listen), for when site.yml brings the dashboard up.
+MONITORING_PORT = PORT_BASE + 5
+# The lock holder of a deployment that is not this test's.
+OTHER_HOLDER = {"run_id": "other", "controller": "other-host", "pid": 1, "user": "x"}
+
+
+def ansible_env(**extra):
+    """The process environment of an ansible command on this checkout: its ansible.cfg, the venv's tools first."""
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                PATH=BIN + os.pathsep + os.environ.get("PATH", ""), **extra)
+
+
+def read_bytes(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def stable_version(ledger):
+    return ledger["versions"].get(ledger["active_color"])
+
+
+def other_color(color):
+    return "green" if color == "blue" else "blue"
+
+
+def child_pids(pid):
+    """Live pids whose parent is `pid` (the workers of an nginx master)."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, encoding="utf-8", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(name))
+    return found
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (nginx's admin socket)."""
+
+    def __init__(self, path):
+        super().__init__("localhost", timeout=5)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        self.sock.connect(self.socket_path)
 
 
 class PlaybookRun:
@@ -61,7 +121,8 @@ class PlaybookRun:
 
 
 class LocalEnv:
-    def __init__(self, run_dir, artifact_dir):
+    def __init__(self, run_dir, artifact_dir, **extra_vars):
+        """`extra_vars` add to or override the vars below (a module that runs the monitoring dashboard, say)."""
         self.run_dir = run_dir
         self.lb_url = "http://127.0.0.1:%d" % LB_PORT
         self.extra_vars = {
@@ -70,18 +131,24 @@ class LocalEnv:
             "app_ports": SLOT_PORTS,
             "app_artifact_dir": artifact_dir,
             "app_drain_timeout": 5,
+            # Most modules need no dashboard: site.yml skips it, and deployment events to it are refused at once.
+            "monitoring_enabled": False,
+            "monitoring_listen": "127.0.0.1:%d" % MONITORING_PORT,
         }
+        self.extra_vars.update(extra_vars)
         self.vars_file = os.path.join(run_dir, "test-vars.json")
         os.makedirs(run_dir, exist_ok=True)
         with open(self.vars_file, "w", encoding="utf-8") as handle:
             json.dump(self.extra_vars, handle)
 
-    def playbook(self, name, *extra_args, check=True, timeout=300):
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="results_json",
-                   ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "tests", "integration", "callback_plugins"),
-                   PATH=BIN + os.pathsep + os.environ.get("PATH", ""), ANSIBLE_NOCOLOR="1")
+    # --- running ansible ----------------------------------------------------------------------------------------------
+
+    def playbook(self, name, *extra_args, check=True, timeout=300, inventory=None):
+        """ansible-playbook on inventories/local, or on `inventory` instead (a second -i would merge the two)."""
+        env = ansible_env(ANSIBLE_STDOUT_CALLBACK="results_json",
+                          ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "tests", "integration", "callback_plugins"))
         path = os.path.join(REPO, name if "/" in name else os.path.join("playbooks", name))
-        cmd = [os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "local"),
+        cmd = [os.path.join(BIN, "ansible-playbook"), "-i", inventory or os.path.join(REPO, "inventories", "local"),
                path, "-e", "@" + self.vars_file] + list(extra_args)
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         run = PlaybookRun(proc)
@@ -89,14 +156,57 @@ class LocalEnv:
             raise AssertionError("%s failed (rc=%d): %s\n%s" % (name, run.rc, run.failure_messages(), proc.stderr[-3000:]))
         return run
 
+    def canary(self, version, *args, check=False, timeout=300, **settings):
+        """canary.yml with app_version and settings (canary_steps, app_env, ...) as one JSON -e; `check` raises on rc != 0."""
+        return self.playbook("canary.yml", "-e", json.dumps(dict(settings, app_version=version)), *args, check=check, timeout=timeout)
+
     def module(self, host, module, args):
         """An ad-hoc module call: (rc, one-line output)."""
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                   PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
         cmd = [os.path.join(BIN, "ansible"), host, "-i", os.path.join(REPO, "inventories", "local"), "-e", "@" + self.vars_file,
                "-o", "-m", module, "-a", json.dumps(args)]
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=120, check=False)
         return proc.returncode, proc.stdout + proc.stderr
+
+    def deployment_state(self, action, **args):
+        """The deployment_state module on the demo ledger (lock, unlock, record, ...): (rc, one-line output)."""
+        return self.module("lb-local", "leanvibe.deploy.deployment_state",
+                           dict(args, path=self.ledger_path, app="demo", environment="local", action=action))
+
+    # --- what the environment holds and serves ------------------------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.run_dir, *parts)
+
+    @property
+    def ledger_path(self):
+        return self.path("state", "demo.ledger.json")
+
+    def read_ledger(self):
+        with open(self.ledger_path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def read_weights(self):
+        """The weights file nginx loads, as {key: text}: blue, green, stable and canary."""
+        with open(self.path("nginx", "conf", "demo.weights"), encoding="utf-8") as handle:
+            return dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line and not line.startswith("#"))
+
+    def live_weights(self):
+        """The weights in nginx's memory, from the Lua admin endpoint on its socket: (HTTP status, body)."""
+        conn = UnixHTTPConnection(self.path("nginx", "run", "admin.sock"))
+        try:
+            conn.request("GET", "/leanvibe/weights/demo")
+            response = conn.getresponse()
+            return response.status, response.read().decode("utf-8")
+        finally:
+            conn.close()
+
+    def nginx_master(self):
+        return int(read_bytes(self.path("nginx", "run", "nginx.pid")).strip())
+
+    def nginx_processes(self):
+        """nginx's master pid and its workers' pids: a reload replaces the workers."""
+        master = self.nginx_master()
+        return master, sorted(child_pids(master))
 
     def get_json(self, url, timeout=5):
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -105,11 +215,19 @@ class LocalEnv:
     def served_version(self):
         return self.get_json(self.lb_url + "/health")["version"]
 
+    def served_versions(self, count=20):
+        """What the LB answers to `count` requests in a row (a canary left at any weight shows up here)."""
+        return {self.served_version() for _index in range(count)}
+
     def slot_version(self, color):
         return self.get_json("http://127.0.0.1:%d/health" % SLOT_PORTS[color])["version"]
 
-    def path(self, *parts):
-        return os.path.join(self.run_dir, *parts)
+    def slot_answers(self, color):
+        """The version a slot answers on its own port, or None when nothing listens."""
+        try:
+            return self.slot_version(color)
+        except OSError:
+            return None
 
     def snapshot(self):
         """Bytes of every nginx config file and the deploy state: what bad input must not change."""
@@ -119,12 +237,104 @@ class LocalEnv:
                 for name in names:
                     full = os.path.join(root, name)
                     if not os.path.islink(full):
-                        with open(full, "rb") as handle:
-                            files[full] = handle.read()
+                        files[full] = read_bytes(full)
         return files
+
+    def observe(self):
+        """What bad input, check mode or a failed change must leave as it was: the bytes of the nginx config (weights
+        file included), of the state (ledger) and of the slots, the weights in nginx's memory, nginx's processes and
+        the versions the LB serves."""
+        return {"files": self.snapshot(), "live_weights": self.live_weights(), "nginx": self.nginx_processes(),
+                "served": self.served_versions()}
+
+    def assert_unchanged(self, before, after=None, ignore=()):
+        """`after` (by default what is observed now) is `before`, but for the files in `ignore`."""
+        after = self.observe() if after is None else after
+        changed = sorted(name for name in set(before["files"]) | set(after["files"])
+                         if before["files"].get(name) != after["files"].get(name) and name not in ignore)
+        assert changed == [], "changed, new or removed files: %s" % changed
+        for key, what in (("live_weights", "the weights in nginx's memory"), ("nginx", "nginx's processes (a reload)"),
+                          ("served", "the served versions")):
+            assert after[key] == before[key], "%s changed: %r -> %r" % (what, before[key], after[key])
 
     def stop(self):
         subprocess.run([sys.executable, os.path.join(REPO, "scripts", "stop_local.py"), self.run_dir], check=False, capture_output=True)
+
+
+class BackgroundPlaybook:
+    """ansible-playbook in the background, in a session of its own, its output in a log file under the run dir."""
+
+    def __init__(self, env, playbook, extra, name):
+        self.log_path = env.path("%s.log" % name)
+        cmd = [os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "local"),
+               os.path.join(REPO, "playbooks", playbook), "-e", "@" + env.vars_file, "-e", json.dumps(extra)]
+        with open(self.log_path, "w", encoding="utf-8") as log:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(PYTHONUNBUFFERED="1"), stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def output(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def cleanup(self):
+        """Whatever the run left behind in its session (forked workers, a module half way) is ended."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Traffic:
+    """scripts/traffic.py in the background against the test LB: keep-alive GET clients that never retry.
+
+    Bounded by --seconds; stopped with SIGTERM on exit, when it prints its summary (ok, failed, status).
+    """
+
+    def __init__(self, env, rate=40, seconds=120, connections=4):
+        self.cmd = [sys.executable, os.path.join(REPO, "scripts", "traffic.py"), "--url", env.lb_url,
+                    "--rate", str(rate), "--seconds", str(seconds), "--connections", str(connections)]
+        self.proc = None
+        self.summary = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)  # let every connection make its first requests before anything moves
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate(timeout=10)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        self.summary = json.loads(lines[-1]) if lines else {"ok": 0, "failed": -1, "error": err[-2000:]}
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05):
+    """The predicate's first truthy value within `timeout` seconds, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
 
 
 def pytest_configure(config):
@@ -150,10 +360,9 @@ def local_env(tmp_path_factory, artifact_dir):
             shutil.rmtree(env.run_dir, ignore_errors=True)
 
 
-def wait_for(predicate, timeout=10.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+@pytest.fixture
+def unchanged(local_env):
+    """Asserts after the test that nothing it could touch moved (LocalEnv.observe)."""
+    before = local_env.observe()
+    yield
+    local_env.assert_unchanged(before)

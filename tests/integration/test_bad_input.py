@@ -4,18 +4,6 @@ The bad versions, missing artifact, busy port, unknown color and bad weights tha
 matrix in test_bad_input_matrix.py now.
 """
 
-import pytest
-
-
-@pytest.fixture
-def unchanged(local_env):
-    """Asserts after the test that nginx config, deploy state, slot state and the served version did not move."""
-    before = local_env.snapshot()
-    served = local_env.served_version()
-    yield
-    assert local_env.snapshot() == before
-    assert local_env.served_version() == served
-
 
 def test_config_that_fails_nginx_t_is_put_back(local_env, unchanged):
     run = local_env.playbook("site.yml", "-e", "nginx_lb_proxy_read_timeout=bogus", check=False)

@@ -11,7 +11,6 @@ The module's environment is brought up by site.yml: 1.0.0 on blue, green idle, o
 
 import collections
 import contextlib
-import http.client
 import http.server
 import json
 import os
@@ -23,7 +22,7 @@ import threading
 
 import pytest
 
-from conftest import BIN, PORT_BASE, REPO, SLOT_PORTS, PlaybookRun
+from conftest import BIN, PORT_BASE, REPO, SLOT_PORTS, other_color, read_bytes, write_bytes
 
 CLI = os.path.join(BIN, "leanvibe-deploy")
 # A port of this run's range for the garbage-answering probe target.
@@ -33,79 +32,12 @@ NO_BUILD = {"app_artifact_build_command": []}
 NOISE = ("Traceback", "Task failed", "object of type", "Unexpected", "HostVarsVars", "is undefined", "has no attribute")
 
 
-# --- what must not change -----------------------------------------------------------------------------------------------
-
-def ledger_path(env):
-    return env.path("state", "demo.ledger.json")
-
-
-def read_bytes(path):
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def write_bytes(path, data):
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=5)
-        self.socket_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(self.socket_path)
-
-
-def live_weights(env):
-    """The weights in nginx's memory (the Lua admin endpoint), as text."""
-    conn = _UnixConnection(env.path("nginx", "run", "admin.sock"))
-    try:
-        conn.request("GET", "/leanvibe/weights/demo")
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8")
-    finally:
-        conn.close()
-
-
-def nginx_workers(env):
-    """The master's pid and its workers' pids: a reload replaces the workers."""
-    master = int(read_bytes(env.path("nginx", "run", "nginx.pid")).strip())
-    with open("/proc/%d/task/%d/children" % (master, master), encoding="ascii") as handle:
-        return master, sorted(int(pid) for pid in handle.read().split())
-
-
-def observe(env):
-    return {
-        "files": env.snapshot(),
-        "served": {env.served_version() for _index in range(5)},
-        "live_weights": live_weights(env),
-        "nginx": nginx_workers(env),
-    }
-
-
-def assert_unchanged(before, after):
-    changed = sorted(name for name in set(before["files"]) | set(after["files"])
-                     if before["files"].get(name) != after["files"].get(name))
-    assert changed == [], "bad input changed files: %s" % changed
-    for key in ("served", "live_weights", "nginx"):
-        assert after[key] == before[key], "bad input changed %s: %r -> %r" % (key, before[key], after[key])
-
-
 # --- set-ups: each yields what the case's arguments need ------------------------------------------------------------------
-
-def idle_color(env):
-    ledger = json.loads(read_bytes(ledger_path(env)))
-    return "green" if ledger["active_color"] == "blue" else "blue"
-
 
 @contextlib.contextmanager
 def corrupt_ledger(env, _tmp, data):
     """The ledger replaced by `data` for the case; the original bytes are put back afterwards."""
-    path = ledger_path(env)
+    path = env.ledger_path
     original = read_bytes(path)
     write_bytes(path, data)
     try:
@@ -120,7 +52,7 @@ def corrupt_ledger(env, _tmp, data):
 @contextlib.contextmanager
 def busy_idle_port(env, _tmp):
     """A stranger listens on the idle color's port."""
-    port = SLOT_PORTS[idle_color(env)]
+    port = SLOT_PORTS[other_color(env.read_ledger()["active_color"])]
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -134,11 +66,10 @@ def busy_idle_port(env, _tmp):
 @contextlib.contextmanager
 def recorded_release(env, _tmp, version="0.9.0"):
     """An earlier release in the ledger's history that is warm in no color (so a rollback must redeploy it)."""
-    path = ledger_path(env)
+    path = env.ledger_path
     original = read_bytes(path)
-    rc, out = env.module("lb-local", "leanvibe.deploy.deployment_state", {
-        "path": path, "app": "demo", "environment": "local", "action": "record", "outcome": "deployed",
-        "deployment": {"type": "deploy", "version": version}, "reasons": ["an earlier release, for the bad-input matrix"]})
+    rc, out = env.deployment_state("record", outcome="deployed", deployment={"type": "deploy", "version": version},
+                                   reasons=["an earlier release, for the bad-input matrix"])
     assert rc == 0, out
     try:
         yield {"version": version}
@@ -435,25 +366,11 @@ def resolve(value, env, ctx):
     return value(env, ctx) if callable(value) else value
 
 
-def playbook_on(env, inventory, name, *args):
-    """LocalEnv.playbook with another inventory (two -i would merge them)."""
-    cmd = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, os.path.join(REPO, "playbooks", name),
-           "-e", "@" + env.vars_file] + list(args)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False, env=dict(
-        os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="results_json",
-        ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "tests", "integration", "callback_plugins"), ANSIBLE_NOCOLOR="1",
-        PATH=BIN + os.pathsep + os.environ.get("PATH", "")))
-    return PlaybookRun(proc)
-
-
 def run_playbook(env, case, ctx):
     args = resolve(case.args, env, ctx)
     if isinstance(args, dict):
         args = ["-e", json.dumps(args)] if args else []
-    if "inventory" in ctx:
-        run = playbook_on(env, ctx["inventory"], case.target, *args)
-    else:
-        run = env.playbook(case.target, *args, check=False)
+    run = env.playbook(case.target, *args, check=False, inventory=ctx.get("inventory"))
     messages = [str(msg) for msg in run.failure_messages() if msg]
     if not messages:  # ansible-playbook's own refusal, before any task
         messages = [line.split("]: ", 1)[-1] for line in run.stderr.splitlines() if line.startswith("[ERROR]")]
@@ -499,14 +416,14 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(local_env, tmp_path, na
     case = CASES[name]
     with contextlib.ExitStack() as stack:
         ctx = stack.enter_context(case.setup(local_env, tmp_path)) if case.setup else {}
-        before = observe(local_env)
+        before = local_env.observe()
         if case.kind == "playbook":
             refused, messages, detail = run_playbook(local_env, case, ctx)
         elif case.kind == "module":
             refused, messages, detail = run_module(local_env, case, ctx)
         else:
             refused, messages, detail = run_cli(local_env, case, ctx, tmp_path)
-        after = observe(local_env)
+        after = local_env.observe()
 
     # rc != 0 (the CLI: the case's exit code; synthetic_probe: passed false, as it fails only on bad arguments)
     assert refused, detail
@@ -520,4 +437,4 @@ def test_bad_input_gets_one_sentence_and_changes_nothing(local_env, tmp_path, na
     for word in case.words:
         assert word in final, (word, final)
     assert "\n" not in final.strip(), final
-    assert_unchanged(before, after)
+    local_env.assert_unchanged(before, after)

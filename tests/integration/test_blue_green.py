@@ -8,14 +8,9 @@ import time
 from conftest import LB_PORT
 
 
-def read_ledger(env):
-    with open(env.path("state", "demo.ledger.json"), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def read_state(env):
     """What serves, from the ledger: the app, its active color and the version in each color."""
-    ledger = read_ledger(env)
+    ledger = env.read_ledger()
     return {"app": ledger["app"], "active_color": ledger["active_color"], "versions": ledger["versions"]}
 
 
@@ -113,14 +108,14 @@ def test_check_mode_predicts_the_switch_and_changes_nothing(local_env):
     local_env.playbook("blue_green.yml", "-e", "app_version=2.0.0")
     state = read_state(local_env)
     idle = "blue" if state["active_color"] == "green" else "green"
-    before = local_env.snapshot()
+    before = local_env.observe()
     # The idle color's release is warm: check mode must predict a weight change and touch nothing.
     run = local_env.playbook("blue_green.yml", "-e", "app_version=%s" % state["versions"][idle], "--check", "--diff")
     switch = run.results_of("Set the traffic weights of the app")[-1]
     assert switch["changed"] and switch["method"] == "live"
     assert switch["after"]["weights"][idle] == 100
     assert any("%s=100" % idle in part.get("after", "") for part in switch["diff"])
-    assert local_env.snapshot() == before
+    local_env.assert_unchanged(before)
     assert local_env.served_version() == "2.0.0"
     site = local_env.playbook("site.yml", "--check")
     assert site.changed == 0, site.changed_tasks()

@@ -8,117 +8,43 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BIN, REPO
+from conftest import OTHER_HOLDER, BackgroundPlaybook, Traffic, other_color, stable_version
 
 PROMOTED = "2.0.0"
 FAST = {"canary_step_pause_s": 1, "canary_abort_delay_s": 0}
 
 
-# --- helpers ----------------------------------------------------------------------------------------------------------
-
-def ledger_path(env):
-    return env.path("state", "demo.ledger.json")
-
-
-def read_ledger(env):
-    with open(ledger_path(env), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def stable_version(ledger):
-    return ledger["versions"].get(ledger["active_color"])
-
-
-def read_weights(env):
-    with open(env.path("nginx", "conf", "demo.weights"), encoding="utf-8") as handle:
-        return dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line and not line.startswith("#"))
-
-
-def served_versions(env, count=20):
-    """What the LB answers to `count` requests in a row (a canary left at any weight shows up here)."""
-    return {env.served_version() for _index in range(count)}
-
-
-def canary(env, version, *args, check=False, timeout=300, **settings):
-    """canary.yml with app_version and extra settings (canary_steps, app_env, ...) as one JSON -e; `check` raises on rc != 0."""
-    extra = dict(settings, app_version=version)
-    return env.playbook("canary.yml", "-e", json.dumps(extra), *args, check=check, timeout=timeout)
-
-
-class Traffic:
-    """scripts/traffic.py in the background against the test LB: keep-alive clients that never retry.
-
-    Bounded by --seconds; stopped with SIGTERM on exit, when it prints its summary (ok, failed, status).
-    """
-
-    def __init__(self, env, rate=40, seconds=120, connections=4):
-        self.cmd = [sys.executable, os.path.join(REPO, "scripts", "traffic.py"), "--url", env.lb_url,
-                    "--rate", str(rate), "--seconds", str(seconds), "--connections", str(connections)]
-        self.seconds = seconds
-        self.proc = None
-        self.summary = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)  # let every connection make its first requests before anything moves
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate(timeout=10)
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        self.summary = json.loads(lines[-1]) if lines else {"ok": 0, "failed": -1, "error": err[-2000:]}
-
-
 @pytest.fixture(scope="module")
 def promoted(local_env):
     """PROMOTED is the stable release: the promotion test did it, or (run alone) a quick canary does it here."""
-    if stable_version(read_ledger(local_env)) != PROMOTED:
-        canary(local_env, PROMOTED, check=True, canary_steps=[50, 100], **FAST)
-    assert served_versions(local_env) == {PROMOTED}
+    if stable_version(local_env.read_ledger()) != PROMOTED:
+        local_env.canary(PROMOTED, check=True, canary_steps=[50, 100], **FAST)
+    assert local_env.served_versions() == {PROMOTED}
     return PROMOTED
-
-
-@pytest.fixture
-def unchanged(local_env):
-    """Asserts after the test that nginx config, ledger, slots and the served version did not move."""
-    before = local_env.snapshot()
-    served = served_versions(local_env)
-    yield
-    after = local_env.snapshot()
-    assert sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name)) == []
-    assert served_versions(local_env) == served
 
 
 # --- 1. promotion -----------------------------------------------------------------------------------------------------
 
 def test_canary_promotes_under_keepalive_traffic_without_failing_a_request(local_env):
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     assert stable_version(before) == "1.0.0"
     with Traffic(local_env, rate=40, seconds=120) as traffic:
         started = time.monotonic()
-        run = canary(local_env, PROMOTED, canary_steps=[10, 50, 100], **FAST)
+        run = local_env.canary(PROMOTED, canary_steps=[10, 50, 100], **FAST)
         elapsed = time.monotonic() - started
         time.sleep(0.5)
     print("\ncanary 1.0.0 -> %s: %.1f s; background traffic %s" % (PROMOTED, elapsed, traffic.summary))
 
     assert run.rc == 0
-    assert served_versions(local_env) == {PROMOTED}
-    weights = read_weights(local_env)
+    assert local_env.served_versions() == {PROMOTED}
+    weights = local_env.read_weights()
     assert (weights["green"], weights["blue"], weights["stable"], weights["canary"]) == ("100", "0", "green", "")
 
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["active_color"] == "green"
     assert ledger["versions"] == {"blue": "1.0.0", "green": PROMOTED}
     assert ledger["lock"] is None and ledger["in_progress"] is None
@@ -157,29 +83,29 @@ VERSIONS = {"error_rate": "3.0.1", "latency": "3.0.2", "health": "3.0.3", "webso
 def test_faulty_canary_is_rolled_back_automatically(local_env, promoted, fault):
     fault_env, settings, with_traffic, cause = FAULTS[fault]
     version = VERSIONS[fault]
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     # Between cases the stable release is still the promoted one.
     assert stable_version(before) == promoted and before["active_color"] == "green"
-    assert served_versions(local_env) == {promoted}
+    assert local_env.served_versions() == {promoted}
 
     args = dict(FAST, app_env=fault_env)
     args.update(settings)
     started = time.monotonic()
     if with_traffic:
         with Traffic(local_env, rate=40, seconds=120) as traffic:
-            run = canary(local_env, version, **args)
+            run = local_env.canary(version, **args)
         note = "; background traffic %s" % traffic.summary
     else:
-        run = canary(local_env, version, **args)
+        run = local_env.canary(version, **args)
         note = ""
     print("\n%s canary %s: rc %d in %.1f s%s" % (fault, version, run.rc, time.monotonic() - started, note))
 
     assert run.rc != 0
-    assert served_versions(local_env) == {promoted}
-    weights = read_weights(local_env)
+    assert local_env.served_versions() == {promoted}
+    weights = local_env.read_weights()
     assert (weights["green"], weights["stable"], weights["canary"]) == ("100", "green", "")
 
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["lock"] is None and ledger["in_progress"] is None
     assert ledger["active_color"] == "green" and stable_version(ledger) == promoted
     # Every earlier entry is kept, and this run added exactly one.
@@ -202,7 +128,7 @@ def test_faulty_canary_is_rolled_back_automatically(local_env, promoted, fault):
 # --- 3. check mode and bad steps --------------------------------------------------------------------------------------
 
 def test_check_mode_prints_the_plan_and_changes_nothing(local_env, promoted, unchanged):
-    run = canary(local_env, "4.2.0", "--check", canary_steps=[10, 50, 100], canary_step_pause_s=7)
+    run = local_env.canary("4.2.0", "--check", canary_steps=[10, 50, 100], canary_step_pause_s=7)
     assert run.rc == 0
     assert run.changed_tasks() == []
     plan = run.results_of("Show the plan")
@@ -221,7 +147,7 @@ def test_check_mode_prints_the_plan_and_changes_nothing(local_env, promoted, unc
     ([], "canary_steps must not be empty"),
 ])
 def test_invalid_steps_are_refused_with_one_sentence(local_env, promoted, unchanged, steps, problem):
-    run = canary(local_env, "4.3.0", canary_steps=steps)
+    run = local_env.canary("4.3.0", canary_steps=steps)
     assert run.rc != 0
     # One sentence (a rescue that re-raises it may repeat it, nothing else).
     assert set(run.failure_messages()) == {"%s (got steps %s)." % (problem, json.dumps(steps))}, run.failure_messages()
@@ -229,31 +155,23 @@ def test_invalid_steps_are_refused_with_one_sentence(local_env, promoted, unchan
 
 # --- 4. a concurrent deployment ---------------------------------------------------------------------------------------
 
-OTHER = {"run_id": "other", "controller": "other-host", "pid": 1, "user": "x"}
-
-
-def lock_module(env, action, holder):
-    return env.module("lb-local", "leanvibe.deploy.deployment_state", {
-        "path": ledger_path(env), "app": "demo", "environment": "local", "action": action, "holder": holder})
-
-
 def test_canary_is_refused_while_another_run_holds_the_lock(local_env, promoted):
-    rc, out = lock_module(local_env, "lock", OTHER)
+    rc, out = local_env.deployment_state("lock", holder=OTHER_HOLDER)
     assert rc == 0, out
     try:
-        assert read_ledger(local_env)["lock"]["holder"] == OTHER
-        before = local_env.snapshot()
-        run = canary(local_env, "4.1.0", canary_steps=[50, 100], **FAST)
+        assert local_env.read_ledger()["lock"]["holder"] == OTHER_HOLDER
+        before = local_env.observe()
+        run = local_env.canary("4.1.0", canary_steps=[50, 100], **FAST)
         assert run.rc != 0
         messages = set(run.failure_messages())
         assert len(messages) == 1, messages
         assert "held by run other (pid 1 on host other-host, user x)" in messages.pop(), run.failure_messages()
-        assert local_env.snapshot() == before
-        assert served_versions(local_env) == {promoted}
+        local_env.assert_unchanged(before)
+        assert local_env.served_versions() == {promoted}
     finally:
-        rc, out = lock_module(local_env, "unlock", OTHER)
+        rc, out = local_env.deployment_state("unlock", holder=OTHER_HOLDER)
     assert rc == 0, out
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["lock"] is None and ledger["in_progress"] is None
 
 
@@ -261,51 +179,38 @@ def test_canary_is_refused_while_another_run_holds_the_lock(local_env, promoted)
 
 def test_killed_run_is_recorded_as_interrupted_and_a_rerun_converges(local_env, promoted):
     version = "4.0.0"
-    before = read_ledger(local_env)
-    canary_color = "blue" if before["active_color"] == "green" else "green"
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "local"),
-           os.path.join(REPO, "playbooks", "canary.yml"), "-e", "@" + local_env.vars_file,
-           "-e", json.dumps({"app_version": version, "canary_steps": [10, 100], "canary_step_pause_s": 20,
-                             "canary_abort_delay_s": 0})]
-    with open(local_env.path("killed-canary.log"), "w", encoding="utf-8") as log:
-        # A session of its own, so that whatever the killed run leaves behind can be found and ended.
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    before = local_env.read_ledger()
+    canary_color = other_color(before["active_color"])
+    settings = {"app_version": version, "canary_steps": [10, 100], "canary_step_pause_s": 20, "canary_abort_delay_s": 0}
+    killed_run = BackgroundPlaybook(local_env, "canary.yml", settings, "killed-canary")
     try:
         deadline = time.monotonic() + 90
         in_step = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            ledger = read_ledger(local_env)
-            weights = read_weights(local_env)
+        while time.monotonic() < deadline and killed_run.proc.poll() is None:
+            ledger = local_env.read_ledger()
+            weights = local_env.read_weights()
             if ledger["in_progress"] and weights.get("canary") == canary_color and weights.get(canary_color) == "10":
                 in_step = ledger
                 break
             time.sleep(0.2)
         assert in_step is not None, "the canary did not reach its first step (rc %s); see %s" % (
-            proc.poll(), local_env.path("killed-canary.log"))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+            killed_run.proc.poll(), killed_run.log_path)
+        os.kill(killed_run.pid, signal.SIGKILL)
+        killed_run.proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # workers of the killed run, if any are left
-        except ProcessLookupError:
-            pass
+        killed_run.cleanup()  # workers of the killed run, if any are left
     killed = in_step["in_progress"]
-    assert killed["version"] == version and killed["holder"]["pid"] == proc.pid
+    assert killed["version"] == version and killed["holder"]["pid"] == killed_run.pid
     # Killed mid-step: the lock and the deployment in progress stay behind, traffic stays split.
-    after_kill = read_ledger(local_env)
+    after_kill = local_env.read_ledger()
     assert after_kill["lock"]["holder"]["run_id"] == killed["holder"]["run_id"]
     assert after_kill["in_progress"]["id"] == killed["id"]
 
-    run = canary(local_env, version, canary_steps=[10, 100], **FAST)
+    run = local_env.canary(version, canary_steps=[10, 100], **FAST)
     assert run.rc == 0, run.failure_messages()
-    assert served_versions(local_env) == {version}
+    assert local_env.served_versions() == {version}
 
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["lock"] is None and ledger["in_progress"] is None
     assert ledger["active_color"] == canary_color and stable_version(ledger) == version
     ids_before = [entry["id"] for entry in before["history"]]

@@ -6,18 +6,15 @@ the ledger records, the weights file, the nginx config and the version the LB se
 """
 
 import contextlib
-import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BIN, REPO, SLOT_PORTS
+from conftest import SLOT_PORTS, BackgroundPlaybook, Traffic, other_color, read_bytes, stable_version, wait_for, write_bytes
 
 FAST = {"canary_step_pause_s": 1, "canary_abort_delay_s": 0}
 # A run that only has to get a release out (a re-run, a concurrent run): one step, quick final probes.
@@ -25,60 +22,6 @@ QUICK = dict(FAST, canary_steps=[100], canary_final_probe_mode="quick")
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
-
-def ledger_path(env):
-    return env.path("state", "demo.ledger.json")
-
-
-def read_ledger(env):
-    with open(ledger_path(env), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def stable_version(ledger):
-    return ledger["versions"].get(ledger["active_color"])
-
-
-def other(color):
-    return "green" if color == "blue" else "blue"
-
-
-def weights_path(env):
-    return env.path("nginx", "conf", "demo.weights")
-
-
-def read_weights(env):
-    with open(weights_path(env), encoding="utf-8") as handle:
-        return dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line and not line.startswith("#"))
-
-
-def read_bytes(path):
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
-def conf_bytes(env):
-    """Every file of the nginx conf dir (the weights file included), by path."""
-    folder = env.path("nginx", "conf")
-    files = {}
-    for root, _dirs, names in os.walk(folder):
-        for name in names:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                files[full] = read_bytes(full)
-    return files
-
-
-def served_versions(env, count=20):
-    return {env.served_version() for _index in range(count)}
-
-
-def slot_answers(env, color):
-    try:
-        return env.slot_version(color)
-    except OSError:
-        return None
-
 
 def slot_pid(color):
     """Pid of the demo process that listens on the color's test port (found by its command line)."""
@@ -96,149 +39,22 @@ def slot_pid(color):
     return None
 
 
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None
-
-
 def assert_consistent(env, before=None):
     """Ledger, weights file and the LB agree: no lock, nothing in progress, 100 % on the stable color, which serves
     the ledger's stable version; every earlier history entry is kept. Returns the ledger."""
-    ledger = read_ledger(env)
+    ledger = env.read_ledger()
     assert ledger["lock"] is None, ledger["lock"]
     assert ledger["in_progress"] is None, ledger["in_progress"]
     active = ledger["active_color"]
-    weights = read_weights(env)
-    assert (weights[active], weights[other(active)], weights["stable"], weights["canary"]) == ("100", "0", active, ""), weights
-    assert ledger["weights"] == {active: 100, other(active): 0}
-    assert served_versions(env) == {stable_version(ledger)}
-    assert slot_answers(env, active) == stable_version(ledger)
+    weights = env.read_weights()
+    assert (weights[active], weights[other_color(active)], weights["stable"], weights["canary"]) == ("100", "0", active, ""), weights
+    assert ledger["weights"] == {active: 100, other_color(active): 0}
+    assert env.served_versions() == {stable_version(ledger)}
+    assert env.slot_answers(active) == stable_version(ledger)
     if before is not None:
         ids = [entry["id"] for entry in before["history"]]
         assert [entry["id"] for entry in ledger["history"][:len(ids)]] == ids
     return ledger
-
-
-def playbook_env():
-    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", PYTHONUNBUFFERED="1",
-                PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
-
-
-class Background:
-    """ansible-playbook in the background, in a session of its own, its output in a log file under the run dir."""
-
-    def __init__(self, env, playbook, extra, name):
-        self.log_path = env.path("%s.log" % name)
-        cmd = [os.path.join(BIN, "ansible-playbook"), "-i", os.path.join(REPO, "inventories", "local"),
-               os.path.join(REPO, "playbooks", playbook), "-e", "@" + env.vars_file, "-e", json.dumps(extra)]
-        with open(self.log_path, "w", encoding="utf-8") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=playbook_env(), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def output(self):
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def wait(self, timeout):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def cleanup(self):
-        """Whatever the run left behind in its session (forked workers, a module half way) is ended."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-class Traffic:
-    """scripts/traffic.py in the background against the test LB: keep-alive GET clients that never retry.
-
-    Bounded by --seconds; stopped with SIGTERM on exit, when it prints its summary (ok, failed, status).
-    """
-
-    def __init__(self, env, rate=40, seconds=120, connections=4):
-        self.cmd = [sys.executable, os.path.join(REPO, "scripts", "traffic.py"), "--url", env.lb_url,
-                    "--rate", str(rate), "--seconds", str(seconds), "--connections", str(connections)]
-        self.proc = None
-        self.summary = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate(timeout=10)
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        self.summary = json.loads(lines[-1]) if lines else {"ok": 0, "failed": -1, "error": err[-2000:]}
-
-
-def canary_run(env, version, check=False, timeout=300, **settings):
-    return env.playbook("canary.yml", "-e", json.dumps(dict(settings, app_version=version)), check=check, timeout=timeout)
-
-
-def nginx_master(env):
-    with open(env.path("nginx", "run", "nginx.pid"), encoding="utf-8") as handle:
-        return int(handle.read().strip())
-
-
-def children(pid):
-    """Pids whose parent is `pid` (nginx workers of a master): a reload replaces them all."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, encoding="utf-8", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.add(int(name))
-    return found
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=5)
-        self.socket_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        self.sock.connect(self.socket_path)
-
-
-def live_weights(env):
-    """The weights nginx holds in memory, from its admin socket."""
-    conn = _UnixConnection(env.path("nginx", "run", "admin.sock"))
-    try:
-        conn.request("GET", "/leanvibe/weights/demo")
-        response = conn.getresponse()
-        return response.status, response.read().decode("utf-8")
-    finally:
-        conn.close()
 
 
 def nginx_args(env):
@@ -246,30 +62,6 @@ def nginx_args(env):
     return {"conf_dir": env.path("nginx", "conf"), "admin_socket": env.path("nginx", "run", "admin.sock"),
             "nginx_binary": "/usr/sbin/nginx", "nginx_prefix": env.path("nginx"),
             "nginx_conf": env.path("nginx", "conf", "nginx.conf"), "pid_file": env.path("nginx", "run", "nginx.pid")}
-
-
-class Serving:
-    """What an LB fault must not move: nginx config bytes (weights file included), nginx's master and workers, the
-    weights in nginx's memory, the served version and the ledger."""
-
-    def __init__(self, env):
-        self.env = env
-        self.conf = conf_bytes(env)
-        self.master = nginx_master(env)
-        self.workers = children(self.master)
-        self.live = live_weights(env)
-        self.served = served_versions(env)
-        self.ledger = read_bytes(ledger_path(env))
-
-    def assert_unchanged(self, ignore=()):
-        now = conf_bytes(self.env)
-        changed = sorted(path for path in set(now) | set(self.conf) if now.get(path) != self.conf.get(path) and path not in ignore)
-        assert changed == [], "changed or new nginx config files: %s" % changed
-        assert nginx_master(self.env) == self.master
-        assert children(self.master) == self.workers, "nginx reloaded (its workers changed)"
-        assert live_weights(self.env) == self.live
-        assert served_versions(self.env) == self.served
-        assert read_bytes(ledger_path(self.env)) == self.ledger
 
 
 def canary_holds(weights, canary_color, weight):
@@ -282,21 +74,21 @@ def canary_holds(weights, canary_color, weight):
 def test_canary_killed_mid_step_is_rolled_back_and_no_request_fails(local_env):
     """supervisord restarts the killed canary within a couple of seconds, long before the step's probes: the gate must
     still see that the canary failed its share of the traffic (nginx retried it on stable), and roll back."""
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     stable, version = before["active_color"], "5.1.0"
-    canary_color = other(stable)
+    canary_color = other_color(stable)
     settings = {"app_version": version, "canary_steps": [50, 100], "canary_step_pause_s": 8, "canary_abort_delay_s": 0}
     with Traffic(local_env, rate=40, seconds=120) as traffic:
-        run = Background(local_env, "canary.yml", settings, "canary-killed")
+        run = BackgroundPlaybook(local_env, "canary.yml", settings, "canary-killed")
         try:
-            in_step = wait_for(lambda: canary_holds(read_weights(local_env), canary_color, "50"), timeout=90)
+            in_step = wait_for(lambda: canary_holds(local_env.read_weights(), canary_color, "50"), timeout=90)
             assert in_step, "the canary never reached its first step (rc %s); see %s" % (run.proc.poll(), run.log_path)
             time.sleep(0.5)
             pid = slot_pid(canary_color)
             assert pid, "no canary process on port %d" % SLOT_PORTS[canary_color]
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            restarted = wait_for(lambda: slot_answers(local_env, canary_color) == version, timeout=20)
+            restarted = wait_for(lambda: local_env.slot_answers(canary_color) == version, timeout=20)
             restarted_in = time.monotonic() - killed_at
             rc = run.wait(120)
         finally:
@@ -314,7 +106,7 @@ def test_canary_killed_mid_step_is_rolled_back_and_no_request_fails(local_env):
     assert (entry["version"], entry["outcome"], entry["autonomous"]) == (version, "rolled_back", True), entry
     print("reasons: %s" % entry["reasons"])
     # The rescue stopped the canary.
-    assert slot_answers(local_env, canary_color) is None
+    assert local_env.slot_answers(canary_color) is None
     assert traffic.summary["failed"] == 0, traffic.summary
     assert traffic.summary["ok"] > 300, traffic.summary
 
@@ -322,22 +114,22 @@ def test_canary_killed_mid_step_is_rolled_back_and_no_request_fails(local_env):
 # --- 2. the stable process killed during a canary -------------------------------------------------------------------
 
 def test_stable_killed_during_a_canary_fails_no_request_and_does_not_blame_the_canary(local_env):
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     stable, version = before["active_color"], "5.2.0"
-    canary_color = other(stable)
+    canary_color = other_color(stable)
     old = stable_version(before)
     settings = {"app_version": version, "canary_steps": [25, 100], "canary_step_pause_s": 4, "canary_abort_delay_s": 0}
     with Traffic(local_env, rate=40, seconds=120) as traffic:
-        run = Background(local_env, "canary.yml", settings, "stable-killed")
+        run = BackgroundPlaybook(local_env, "canary.yml", settings, "stable-killed")
         try:
-            in_step = wait_for(lambda: canary_holds(read_weights(local_env), canary_color, "25"), timeout=90)
+            in_step = wait_for(lambda: canary_holds(local_env.read_weights(), canary_color, "25"), timeout=90)
             assert in_step, "the canary never reached its first step (rc %s); see %s" % (run.proc.poll(), run.log_path)
             time.sleep(0.5)
             pid = slot_pid(stable)
             assert pid, "no stable process on port %d" % SLOT_PORTS[stable]
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            restarted = wait_for(lambda: slot_answers(local_env, stable) == old, timeout=20)
+            restarted = wait_for(lambda: local_env.slot_answers(stable) == old, timeout=20)
             restarted_in = time.monotonic() - killed_at
             rc = run.wait(120)
         finally:
@@ -357,7 +149,7 @@ def test_stable_killed_during_a_canary_fails_no_request_and_does_not_blame_the_c
     assert [step["weight"] for step in entry["steps"]] == [25, 100]
     assert all(step["verdicts"]["probes"] == "pass" and step["verdicts"]["analysis"] != "fail" for step in entry["steps"]), entry
     # The old release is warm again for a rollback.
-    assert slot_answers(local_env, stable) == old
+    assert local_env.slot_answers(stable) == old
     assert traffic.summary["failed"] == 0, traffic.summary
     assert traffic.summary["ok"] > 200, traffic.summary
 
@@ -369,8 +161,8 @@ BROKEN = "upstream leanvibe_broken {\n    this is not nginx;\n}\n"
 
 def test_failed_reload_on_a_member_change_keeps_the_config_and_serving(local_env):
     """A member change needs a reload; a broken file in the conf dir makes nginx -t refuse it."""
-    serving = Serving(local_env)
-    state = json.loads(serving.conf[local_env.path("nginx", "conf", "demo.state.json")])
+    before = local_env.observe()
+    state = json.loads(before["files"][local_env.path("nginx", "conf", "demo.state.json")])
     members = {"blue": state["members"]["blue"] + ["127.0.0.1:%d" % SLOT_PORTS["green"]], "green": state["members"]["green"]}
     broken = local_env.path("nginx", "conf", "zz-broken.upstreams.conf")
     with open(broken, "w", encoding="utf-8") as handle:
@@ -381,13 +173,13 @@ def test_failed_reload_on_a_member_change_keeps_the_config_and_serving(local_env
         os.unlink(broken)
     assert rc != 0, out
     assert "nginx -t rejected the new config" in out and "unknown directive" in out, out
-    serving.assert_unchanged()
+    local_env.assert_unchanged(before)
 
 
 def test_failed_reload_without_the_lua_admin_keeps_the_weights_and_serving(local_env):
     """Without the admin socket a weight change falls back to a reload, which a broken file makes nginx -t refuse."""
-    serving = Serving(local_env)
-    active = read_ledger(local_env)["active_color"]
+    before = local_env.observe()
+    active = local_env.read_ledger()["active_color"]
     broken = local_env.path("nginx", "conf", "zz-broken.upstreams.conf")
     admin = local_env.path("nginx", "run", "admin.sock")
     with open(broken, "w", encoding="utf-8") as handle:
@@ -395,19 +187,19 @@ def test_failed_reload_without_the_lua_admin_keeps_the_weights_and_serving(local
     os.rename(admin, admin + ".away")
     try:
         rc, out = local_env.module("lb-local", "leanvibe.deploy.nginx_upstream", dict(
-            nginx_args(local_env), app="demo", weights={active: 90, other(active): 10}, stable_color=active))
+            nginx_args(local_env), app="demo", weights={active: 90, other_color(active): 10}, stable_color=active))
     finally:
         os.rename(admin + ".away", admin)
         os.unlink(broken)
     assert rc != 0, out
     assert "nginx -t rejected the new config" in out, out
-    serving.assert_unchanged()
+    local_env.assert_unchanged(before)
 
 
 def test_failed_reload_of_the_role_config_keeps_the_config_and_serving(local_env):
     """site.yml renders a changed config while a broken file sits in the conf dir: nginx -t refuses, the role puts the
     previous config back byte for byte and does not reload."""
-    serving = Serving(local_env)
+    before = local_env.observe()
     broken = local_env.path("nginx", "conf", "zz-broken.upstreams.conf")
     with open(broken, "w", encoding="utf-8") as handle:
         handle.write(BROKEN)
@@ -421,14 +213,14 @@ def test_failed_reload_of_the_role_config_keeps_the_config_and_serving(local_env
     message = messages.pop()
     assert message.startswith("nginx -t rejected the new config (unknown directive \"this\" in %s:2);" % broken), message
     assert message.endswith("the previous config was put back and nginx was not reloaded."), message
-    serving.assert_unchanged()
+    local_env.assert_unchanged(before)
 
 
 def test_reload_that_nginx_refuses_after_a_passing_test_keeps_the_config_and_serving(local_env):
     """nginx -t does not bind: a listen address that is taken passes the test, and the master refuses the reload
     (it keeps its old config and workers). The role must notice, put the previous config back and fail."""
-    serving = Serving(local_env)
-    busy = SLOT_PORTS[read_ledger(local_env)["active_color"]]  # the stable slot listens there
+    before = local_env.observe()
+    busy = SLOT_PORTS[local_env.read_ledger()["active_color"]]  # the stable slot listens there
     try:
         run = local_env.playbook("site.yml", "-e", "lb_listen=127.0.0.1:%d" % busy, "-e", "nginx_lb_reload_timeout=5", check=False, timeout=180)
         assert run.rc != 0, "site.yml reported success for a reload nginx refused"
@@ -437,35 +229,35 @@ def test_reload_that_nginx_refuses_after_a_passing_test_keeps_the_config_and_ser
         message = messages.pop()
         assert message == ("nginx refused to reload the new config (bind() to 127.0.0.1:%d failed (98: Address already in use)); "
                            "it keeps serving the previous config, which was put back." % busy), message
-        serving.assert_unchanged()
+        local_env.assert_unchanged(before)
     finally:
         # Whatever happened, leave the next tests the config nginx serves.
-        for path, data in serving.conf.items():
-            if not os.path.exists(path) or read_bytes(path) != data:
-                with open(path, "wb") as handle:
-                    handle.write(data)
-                os.kill(nginx_master(local_env), signal.SIGHUP)
+        conf_dir = local_env.path("nginx", "conf") + os.sep
+        for path, data in before["files"].items():
+            if path.startswith(conf_dir) and (not os.path.exists(path) or read_bytes(path) != data):
+                write_bytes(path, data)
+                os.kill(local_env.nginx_master(), signal.SIGHUP)
 
 
 # --- 4. ansible-playbook killed with SIGKILL in each phase of canary.yml, then a re-run -----------------------------
 
 def _before_lock(env, run, ctx):
     # The preflight play runs after the plan and before the lock.
-    return "PLAY [Check that the canary can deploy" in run.output() and read_ledger(env)["lock"] is None
+    return "PLAY [Check that the canary can deploy" in run.output() and env.read_ledger()["lock"] is None
 
 
 def _deploying(env, run, ctx):
-    current = read_ledger(env)["in_progress"]
-    return bool(current) and current["version"] == ctx["version"] and not current["steps"] and read_weights(env)["canary"] == ""
+    current = env.read_ledger()["in_progress"]
+    return bool(current) and current["version"] == ctx["version"] and not current["steps"] and env.read_weights()["canary"] == ""
 
 
 def _mid_step(env, run, ctx):
-    weights = read_weights(env)
-    return weights["canary"] == ctx["canary"] and weights[ctx["canary"]] == "50" and bool(read_ledger(env)["in_progress"])
+    weights = env.read_weights()
+    return weights["canary"] == ctx["canary"] and weights[ctx["canary"]] == "50" and bool(env.read_ledger()["in_progress"])
 
 
 def _rescue(env, run, ctx):
-    ledger = read_ledger(env)
+    ledger = env.read_ledger()
     last = ledger["history"][-1] if ledger["history"] else {}
     return ledger["lock"] is not None and last.get("version") == ctx["version"] and last.get("outcome") == "rolled_back"
 
@@ -487,12 +279,12 @@ PHASE_VERSIONS = {"before_lock": "6.1.0", "deploying": "6.2.0", "mid_step": "6.3
 def test_playbook_killed_in_each_phase_then_a_rerun_converges(local_env, phase):
     seen, settings = PHASES[phase]
     version = PHASE_VERSIONS[phase]
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     assert before["lock"] is None and before["in_progress"] is None
     stable = before["active_color"]
-    ctx = {"version": version, "canary": other(stable)}
+    ctx = {"version": version, "canary": other_color(stable)}
     extra = dict({"app_version": version, "canary_steps": [50, 100], "canary_step_pause_s": 1, "canary_abort_delay_s": 0}, **settings)
-    run = Background(local_env, "canary.yml", extra, "killed-%s" % phase)
+    run = BackgroundPlaybook(local_env, "canary.yml", extra, "killed-%s" % phase)
     try:
         hit = wait_for(lambda: seen(local_env, run, ctx) or run.proc.poll() is not None, timeout=120, interval=0.02)
         assert hit and run.proc.poll() is None, "the run ended (rc %s) before phase %s; see %s" % (run.proc.poll(), phase, run.log_path)
@@ -502,8 +294,8 @@ def test_playbook_killed_in_each_phase_then_a_rerun_converges(local_env, phase):
     finally:
         run.cleanup()
     time.sleep(0.3)
-    killed = read_ledger(local_env)
-    weights = read_weights(local_env)
+    killed = local_env.read_ledger()
+    weights = local_env.read_weights()
     print("\nkilled in %s: lock %s, in progress %s, weights %s" % (
         phase, bool(killed["lock"]), (killed["in_progress"] or {}).get("id"), weights))
     # What the kill left behind is the phase's.
@@ -518,7 +310,7 @@ def test_playbook_killed_in_each_phase_then_a_rerun_converges(local_env, phase):
     if phase == "rescue":
         assert killed["in_progress"] is None and (weights[stable], weights["canary"]) == ("100", "")
 
-    rerun = canary_run(local_env, version, **QUICK)
+    rerun = local_env.canary(version, **QUICK)
     print("re-run: rc %d; %s" % (rerun.rc, rerun.failure_messages()))
     assert rerun.rc == 0, (rerun.failure_messages(), rerun.stderr[-2000:])
     ledger = assert_consistent(local_env, before)
@@ -558,8 +350,7 @@ def state_dir_fault(env, fault):
     _mount("-t", "tmpfs", "-o", "size=256k,mode=0750", "leanvibe-test-state", folder)
     try:
         for name, data in saved.items():
-            with open(os.path.join(folder, name), "wb") as handle:
-                handle.write(data)
+            write_bytes(os.path.join(folder, name), data)
         if fault == "read-only":
             _mount("-o", "remount,ro", folder)
         else:
@@ -587,8 +378,7 @@ def state_dir_fault(env, fault):
 @pytest.mark.parametrize("fault", ["read-only", "full"])
 def test_state_dir_read_only_or_full_fails_with_one_sentence_and_traffic_unchanged(local_env, fault, playbook):
     version = {"canary.yml": "7.1.0", "blue_green.yml": "7.2.0"}[playbook]
-    serving = Serving(local_env)
-    snapshot = local_env.snapshot()
+    before = local_env.observe()
     extra = dict(FAST, app_version=version, canary_steps=[50, 100], gate_probe_mode="quick")
     with state_dir_fault(local_env, fault):
         run = local_env.playbook(playbook, "-e", json.dumps(extra), check=False)
@@ -599,19 +389,18 @@ def test_state_dir_read_only_or_full_fails_with_one_sentence_and_traffic_unchang
     message = messages.pop()
     assert "\n" not in message.strip() and local_env.path("state") in message, message
     assert ("read-only" if fault == "read-only" else "No space left on device") in message, message
-    serving.assert_unchanged()
-    assert local_env.snapshot() == snapshot
+    local_env.assert_unchanged(before)
 
 
 # --- 6. two deployments at once -------------------------------------------------------------------------------------
 
 def test_two_canaries_at_once_one_proceeds_the_other_is_refused(local_env):
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     old = stable_version(before)
     runs = {}
     for version in ("8.1.0", "8.2.0"):
         extra = dict(QUICK, app_version=version, canary_step_pause_s=2)
-        runs[version] = Background(local_env, "canary.yml", extra, "concurrent-%s" % version)
+        runs[version] = BackgroundPlaybook(local_env, "canary.yml", extra, "concurrent-%s" % version)
     try:
         codes = {version: run.wait(240) for version, run in runs.items()}
     finally:
@@ -626,7 +415,7 @@ def test_two_canaries_at_once_one_proceeds_the_other_is_refused(local_env):
     assert "deployment lock of demo in local is held by run " in out and "(pid %d on host " % runs[winner].pid in out, out[-3000:]
 
     ledger = assert_consistent(local_env, before)
-    assert stable_version(ledger) == winner and ledger["versions"][other(ledger["active_color"])] == old
+    assert stable_version(ledger) == winner and ledger["versions"][other_color(ledger["active_color"])] == old
     added = ledger["history"][len(before["history"]):]
     assert [(entry["version"], entry["outcome"]) for entry in added] == [(winner, "promoted")], added
 
@@ -635,16 +424,16 @@ def test_a_run_whose_plan_went_stale_while_another_finished_is_refused(local_env
     """Run B plans (stable color, versions), then is slow (stopped here) until run A has promoted a release and let go of
     the lock. B then gets the lock, but its plan is stale: its 'idle' color now serves all the traffic. It must stop
     there, naming what changed, instead of deploying over the serving release."""
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     stable = before["active_color"]
-    late = Background(local_env, "canary.yml", dict(QUICK, app_version="8.4.0"), "stale-plan")
+    late = BackgroundPlaybook(local_env, "canary.yml", dict(QUICK, app_version="8.4.0"), "stale-plan")
     try:
         planned = wait_for(lambda: "PLAY [Check that the canary can deploy" in late.output() or late.proc.poll() is not None,
                            timeout=120, interval=0.02)
         assert planned and late.proc.poll() is None, "the late run ended (rc %s) before its preflight; see %s" % (late.proc.poll(), late.log_path)
         os.killpg(late.pid, signal.SIGSTOP)
         try:
-            first = canary_run(local_env, "8.3.0", **QUICK)
+            first = local_env.canary("8.3.0", **QUICK)
         finally:
             os.killpg(late.pid, signal.SIGCONT)
         rc = late.wait(240)
@@ -656,9 +445,9 @@ def test_a_run_whose_plan_went_stale_while_another_finished_is_refused(local_env
     assert rc not in (None, 0), out[-3000:]
     assert "changed since this run planned" in out, out[-3000:]
     ledger = assert_consistent(local_env, before)
-    assert ledger["active_color"] == other(stable) and stable_version(ledger) == "8.3.0"
+    assert ledger["active_color"] == other_color(stable) and stable_version(ledger) == "8.3.0"
     added = ledger["history"][len(before["history"]):]
     assert [(entry["version"], entry["outcome"]) for entry in added] == [("8.3.0", "promoted")], added
     # The serving slot was left alone, and so was the old release in the idle one.
-    assert slot_answers(local_env, other(stable)) == "8.3.0"
-    assert slot_answers(local_env, stable) == stable_version(before)
+    assert local_env.slot_answers(other_color(stable)) == "8.3.0"
+    assert local_env.slot_answers(stable) == stable_version(before)

@@ -7,15 +7,13 @@ The module's environment comes from site.yml (1.0.0 on blue); the tests run in o
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 
 import jsonschema
 
-from conftest import BIN, REPO
+from conftest import BIN, Traffic, read_bytes, write_bytes
 
 import leanvibe_runner
 
@@ -25,11 +23,6 @@ FAST = {"canary_step_pause_s": 1, "canary_abort_delay_s": 0}
 
 
 # --- helpers of this module -------------------------------------------------------------------------------------------
-
-def read_ledger(env):
-    with open(env.path("state", "demo.ledger.json"), encoding="utf-8") as handle:
-        return json.load(handle)
-
 
 def nothing_listens():
     """A loopback URL where nothing listens (the port was free a moment ago)."""
@@ -58,30 +51,8 @@ def report(env, *args):
 
 
 def canary(env, version, **settings):
-    return env.playbook("canary.yml", "-e", json.dumps(dict(FAST, app_version=version, **settings)), check=False)
-
-
-class Traffic:
-    """scripts/traffic.py against the test LB for the traffic analysis of a canary step; stopped on exit."""
-
-    def __init__(self, env, rate=40, seconds=120):
-        self.cmd = [sys.executable, os.path.join(REPO, "scripts", "traffic.py"), "--url", env.lb_url, "--rate", str(rate),
-                    "--seconds", str(seconds), "--connections", "4"]
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate(timeout=10)
+    """LocalEnv.canary with FAST under `settings` (they may override it)."""
+    return env.canary(version, **dict(FAST, **settings))
 
 
 def timed(entry):
@@ -118,7 +89,7 @@ def test_report_after_a_promotion_and_an_automatic_rollback(local_env):
         run = canary(local_env, "2.0.2", canary_steps=[25, 50, 100], canary_step_pause_s=3,
                      app_env={"LEANVIBE_FAULT_LATENCY_MS": "400"}, canary_analysis={"min_requests": 10})
     assert run.rc != 0
-    history = read_ledger(local_env)["history"]
+    history = local_env.read_ledger()["history"]
     assert [(e["version"], e["outcome"], e["autonomous"]) for e in history] == [
         ("1.0.0", "deployed", True), ("2.0.0", "promoted", True), ("2.0.2", "rolled_back", True)]
 
@@ -148,7 +119,7 @@ def test_report_after_a_rollback_by_hand_of_the_promoted_release(local_env):
     rc, out, err = cli(local_env, "rollback", "--reason", "the report test takes 2.0.0 out", "--json")
     assert rc == 0, err[-3000:]
     assert json.loads(out)["version"] == "1.0.0"
-    history = read_ledger(local_env)["history"]
+    history = local_env.read_ledger()["history"]
     manual = history[-1]
     assert (manual["type"], manual["from_version"], manual["autonomous"]) == ("rollback", "2.0.0", False)
 
@@ -185,16 +156,13 @@ def test_report_windows_out_of_range_are_usage_errors_and_run_nothing(local_env,
 
 
 def test_report_of_an_unreadable_ledger_exits_3(local_env):
-    path = local_env.path("state", "demo.ledger.json")
-    with open(path, "rb") as handle:
-        saved = handle.read()
+    path = local_env.ledger_path
+    saved = read_bytes(path)
     try:
-        with open(path, "wb") as handle:
-            handle.write(b"{not json")
+        write_bytes(path, b"{not json")
         rc, out, err = cli(local_env, "report", "--json", "-q", "--monitoring-url", nothing_listens())
     finally:
-        with open(path, "wb") as handle:
-            handle.write(saved)
+        write_bytes(path, saved)
     assert rc == 3, err[-3000:]
     data = json.loads(out)
     jsonschema.validate(data, SCHEMA)

@@ -12,36 +12,10 @@ import time
 
 import pytest
 
-from conftest import LB_PORT
+from conftest import LB_PORT, read_bytes, stable_version, write_bytes
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------------
-
-def ledger_path(env):
-    return env.path("state", "demo.ledger.json")
-
-
-def read_ledger(env):
-    with open(ledger_path(env), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def stable_version(ledger):
-    return ledger["versions"].get(ledger["active_color"])
-
-
-def served_versions(env, count=20):
-    """What the LB answers to `count` requests in a row."""
-    return {env.served_version() for _index in range(count)}
-
-
-def slot_answers(env, color):
-    """The version a slot answers on its own port, or None when nothing listens."""
-    try:
-        return env.slot_version(color)
-    except OSError:
-        return None
-
 
 def lasting(ledger):
     """The ledger without its lock (the lock is not lasting content)."""
@@ -50,7 +24,7 @@ def lasting(ledger):
 
 def assert_rollback_entry(env, before, version, from_version, reason):
     """The ledger after a rollback: one new history entry, manual, nothing in progress, no lock."""
-    ledger = read_ledger(env)
+    ledger = env.read_ledger()
     assert ledger["lock"] is None and ledger["in_progress"] is None
     assert stable_version(ledger) == version
     assert [entry["id"] for entry in ledger["history"][:-1]] == [entry["id"] for entry in before["history"]]
@@ -113,25 +87,25 @@ class HealthWatch:
 
 def test_rollback_flips_to_the_warm_previous_release(local_env):
     blue_green(local_env, "2.0.0")
-    assert served_versions(local_env) == {"2.0.0"}
-    assert slot_answers(local_env, "blue") == "1.0.0"
-    before = read_ledger(local_env)
+    assert local_env.served_versions() == {"2.0.0"}
+    assert local_env.slot_answers("blue") == "1.0.0"
+    before = local_env.read_ledger()
 
     run = local_env.playbook("rollback.yml")
     assert "Run the release in its slot" not in run.changed_tasks()
-    assert served_versions(local_env) == {"1.0.0"}
+    assert local_env.served_versions() == {"1.0.0"}
     ledger = assert_rollback_entry(local_env, before, "1.0.0", "2.0.0", "manual rollback")
     assert ledger["active_color"] == "blue" and ledger["versions"] == {"blue": "1.0.0", "green": "2.0.0"}
     assert ledger["weights"] == {"blue": 100, "green": 0}
     # The release rolled back from stays warm.
-    assert slot_answers(local_env, "green") == "2.0.0"
+    assert local_env.slot_answers("green") == "2.0.0"
 
 
 def test_emergency_rollback_flips_live_without_a_redeploy(local_env):
     # 2.0.0 is warm on green: blue_green brings it back with a weight flip.
     blue_green(local_env, "2.0.0")
-    assert served_versions(local_env) == {"2.0.0"}
-    before = read_ledger(local_env)
+    assert local_env.served_versions() == {"2.0.0"}
+    before = local_env.read_ledger()
 
     with HealthWatch("1.0.0", max_seconds=60) as watch:
         run = local_env.playbook("rollback.yml", "-e", "emergency=true")
@@ -151,25 +125,25 @@ def test_emergency_rollback_flips_live_without_a_redeploy(local_env):
     assert flips == ["live"]
     assert "Run the release in its slot" not in run.changed_tasks()
     assert watch.errors == 0
-    assert served_versions(local_env) == {"1.0.0"}
+    assert local_env.served_versions() == {"1.0.0"}
     assert_rollback_entry(local_env, before, "1.0.0", "2.0.0", "emergency rollback")
 
 
 # --- 2. cold rollback -------------------------------------------------------------------------------------------------
 
 def test_rollback_to_a_stopped_release_redeploys_it_and_flips(local_env):
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert stable_version(ledger) == "1.0.0" and ledger["versions"]["green"] == "2.0.0"
     rc, out = local_env.module("app-local", "leanvibe.deploy.canary_deploy", {
         "app": "demo", "slot": "green", "base_dir": local_env.path("app"), "state": "stopped"})
     assert rc == 0, out
-    assert slot_answers(local_env, "green") is None
-    before = read_ledger(local_env)
+    assert local_env.slot_answers("green") is None
+    before = local_env.read_ledger()
 
     run = local_env.playbook("rollback.yml", "-e", "target_version=2.0.0")
     assert "Run the release in its slot" in run.changed_tasks()
-    assert served_versions(local_env) == {"2.0.0"}
-    assert slot_answers(local_env, "green") == "2.0.0"
+    assert local_env.served_versions() == {"2.0.0"}
+    assert local_env.slot_answers("green") == "2.0.0"
     ledger = assert_rollback_entry(local_env, before, "2.0.0", "1.0.0", "manual rollback")
     assert ledger["active_color"] == "green" and ledger["versions"] == {"blue": "1.0.0", "green": "2.0.0"}
 
@@ -177,14 +151,14 @@ def test_rollback_to_a_stopped_release_redeploys_it_and_flips(local_env):
 def test_rollback_to_a_release_only_in_history_redeploys_it_to_the_idle_color(local_env):
     # 3.0.0 replaces 1.0.0 on blue: after this, 1.0.0 is in no color, only in the history.
     blue_green(local_env, "3.0.0")
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["versions"] == {"blue": "3.0.0", "green": "2.0.0"} and ledger["active_color"] == "blue"
     before = ledger
 
     run = local_env.playbook("rollback.yml", "-e", "target_version=1.0.0")
     assert "Run the release in its slot" in run.changed_tasks()
-    assert served_versions(local_env) == {"1.0.0"}
-    assert slot_answers(local_env, "green") == "1.0.0"
+    assert local_env.served_versions() == {"1.0.0"}
+    assert local_env.slot_answers("green") == "1.0.0"
     ledger = assert_rollback_entry(local_env, before, "1.0.0", "3.0.0", "manual rollback")
     assert ledger["active_color"] == "green" and ledger["versions"] == {"blue": "3.0.0", "green": "1.0.0"}
 
@@ -192,33 +166,28 @@ def test_rollback_to_a_release_only_in_history_redeploys_it_to_the_idle_color(lo
 # --- 3. a target that never was ---------------------------------------------------------------------------------------
 
 def test_never_deployed_target_is_refused_and_changes_nothing(local_env):
-    before_files = local_env.snapshot()
-    before_ledger = read_ledger(local_env)
-    served = served_versions(local_env)
+    before = local_env.observe()
+    before_ledger = local_env.read_ledger()
 
     run = local_env.playbook("rollback.yml", "-e", "target_version=9.9.9", check=False)
     assert run.rc != 0
     # One sentence (a rescue that re-raises it may repeat it, nothing else).
     assert set(run.failure_messages()) == {
         "version 9.9.9 of demo was never deployed in local: it is in no color and in no history entry of ledger %s; "
-        "nothing was changed." % ledger_path(local_env)}, run.failure_messages()
-    assert served_versions(local_env) == served
-    after_files = local_env.snapshot()
-    changed = sorted(name for name in set(before_files) | set(after_files) if before_files.get(name) != after_files.get(name))
-    assert [name for name in changed if name != ledger_path(local_env)] == [], changed
-    after_ledger = read_ledger(local_env)
+        "nothing was changed." % local_env.ledger_path}, run.failure_messages()
+    # The ledger is compared without its lock below: a lock left behind is reported there, with its holder.
+    local_env.assert_unchanged(before, ignore=[local_env.ledger_path])
+    after_ledger = local_env.read_ledger()
     assert lasting(after_ledger) == lasting(before_ledger)
     lock = after_ledger["lock"]
     if lock is not None:
         # Put the ledger back for the next tests: release the lock in the name of the run that left it.
-        rc, out = local_env.module("lb-local", "leanvibe.deploy.deployment_state", {
-            "path": ledger_path(local_env), "app": "demo", "environment": "local", "action": "unlock",
-            "holder": lock["holder"]})
+        rc, out = local_env.deployment_state("unlock", holder=lock["holder"])
         assert rc == 0, out
     assert lock is None, (
         "rollback.yml took the deploy lock (tasks/lock.yml), the rollback module refused the target, and nothing "
         "released the lock: the ledger keeps the lock of finished run %s (pid %s)" % (lock["holder"]["run_id"], lock["holder"]["pid"]))
-    assert local_env.snapshot() == before_files
+    assert local_env.snapshot() == before["files"]
 
 
 # --- 4. a corrupt ledger ----------------------------------------------------------------------------------------------
@@ -232,14 +201,11 @@ GARBAGE = b'{"schema": 1, "app": "demo", "history": [ this is not json\n'
     ("canary.yml", {"app_version": "5.0.0", "canary_steps": [50, 100], "canary_step_pause_s": 1}),
 ])
 def test_corrupt_ledger_is_refused_and_left_untouched(local_env, playbook, extra):
-    path = ledger_path(local_env)
-    with open(path, "rb") as handle:
-        good = handle.read()
+    path = local_env.ledger_path
+    good = read_bytes(path)
     try:
-        with open(path, "wb") as handle:
-            handle.write(GARBAGE)
-        before = local_env.snapshot()
-        served = served_versions(local_env)
+        write_bytes(path, GARBAGE)
+        before = local_env.observe()
         run = local_env.playbook(playbook, "-e", json.dumps(extra), check=False)
         assert run.rc != 0
         # One sentence naming the file (a rescue that re-raises it may repeat it, nothing else).
@@ -248,19 +214,16 @@ def test_corrupt_ledger_is_refused_and_left_untouched(local_env, playbook, extra
         message = messages.pop()
         assert message.startswith("ledger %s is corrupt (not JSON" % path), message
         assert message.endswith("; fix it or move it away.") and "\n" not in message, message
-        with open(path, "rb") as handle:
-            assert handle.read() == GARBAGE
-        assert local_env.snapshot() == before
-        assert served_versions(local_env) == served
+        assert read_bytes(path) == GARBAGE
+        local_env.assert_unchanged(before)
     finally:
-        with open(path, "wb") as handle:
-            handle.write(good)
-    assert read_ledger(local_env)["lock"] is None
+        write_bytes(path, good)
+    assert local_env.read_ledger()["lock"] is None
 
 
 def test_environment_is_consistent_at_the_end(local_env):
     """After every rollback above, the ledger, nginx and the slots agree."""
-    ledger = read_ledger(local_env)
+    ledger = local_env.read_ledger()
     assert ledger["lock"] is None and ledger["in_progress"] is None
-    assert served_versions(local_env) == {stable_version(ledger)}
-    assert slot_answers(local_env, ledger["active_color"]) == stable_version(ledger)
+    assert local_env.served_versions() == {stable_version(ledger)}
+    assert local_env.slot_answers(ledger["active_color"]) == stable_version(ledger)

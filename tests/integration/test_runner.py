@@ -14,8 +14,7 @@ import time
 import jsonschema
 import pytest
 
-from conftest import BIN, REPO
-from test_canary import OTHER, Traffic, lock_module, read_ledger, read_weights, served_versions, stable_version
+from conftest import BIN, OTHER_HOLDER, REPO, Traffic, stable_version
 
 import leanvibe_runner
 from leanvibe_runner import ExitCode
@@ -44,17 +43,6 @@ def api_options(env, **settings):
     return {"extravars": ["@" + env.vars_file, settings]}
 
 
-@pytest.fixture
-def unchanged(local_env):
-    """nginx config, ledger and slots byte for byte, and the served version, the same after the test."""
-    before = local_env.snapshot()
-    served = served_versions(local_env)
-    yield
-    after = local_env.snapshot()
-    assert sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name)) == []
-    assert served_versions(local_env) == served
-
-
 # --- exit 0: promoted ---------------------------------------------------------------------------------------------------
 
 def test_cli_canary_promotes_and_prints_the_json_result(local_env, tmp_path):
@@ -66,7 +54,7 @@ def test_cli_canary_promotes_and_prints_the_json_result(local_env, tmp_path):
     assert (result["status"], result["exit_code"], result["version"], result["from_version"]) == ("promoted", 0, "2.0.0", "1.0.0")
     assert [(s["weight"], s["verdict"], s["probes"]) for s in result["steps"]] == [(50, "pass", "pass"), (100, "pass", "pass")]
     assert result["rolled_back"] is False and result["reasons"] == []
-    assert served_versions(local_env) == {"2.0.0"}
+    assert local_env.served_versions() == {"2.0.0"}
     # ansible-runner's artifacts are where the caller asked, with every event.
     assert result["artifact_dir"].startswith(str(artifact_dir))
     assert len(os.listdir(os.path.join(result["artifact_dir"], "job_events"))) > 50
@@ -84,7 +72,7 @@ def test_cli_canary_of_the_serving_release_changes_nothing(local_env, unchanged)
 # --- exit 1: rolled back ------------------------------------------------------------------------------------------------
 
 def test_cli_faulty_canary_exits_1_rolled_back_with_its_reasons(local_env):
-    before = read_ledger(local_env)
+    before = local_env.read_ledger()
     with Traffic(local_env, rate=40, seconds=120):
         rc, out, err = cli(local_env, "canary", "--version", "2.0.2", "--steps", "25,50,100", "-e",
                            json.dumps({"app_env": {"LEANVIBE_FAULT_LATENCY_MS": "400"}, "canary_step_pause_s": 3,
@@ -95,8 +83,8 @@ def test_cli_faulty_canary_exits_1_rolled_back_with_its_reasons(local_env):
     assert result["reasons"] and re.search(r"p95", result["reasons"][0]), result["reasons"]
     assert result["steps"][-1]["verdict"] == "fail" and result["steps"][-1]["analysis"] == "fail"
     assert isinstance(result["rollback_ms"], int) and result["rollback_ms"] >= 0
-    assert served_versions(local_env) == {"2.0.0"}
-    ledger = read_ledger(local_env)
+    assert local_env.served_versions() == {"2.0.0"}
+    ledger = local_env.read_ledger()
     assert ledger["history"][-1]["outcome"] == "rolled_back" and len(ledger["history"]) == len(before["history"]) + 1
     assert ledger["lock"] is None and stable_version(ledger) == "2.0.0"
 
@@ -106,10 +94,11 @@ def test_cli_faulty_canary_exits_1_rolled_back_with_its_reasons(local_env):
     events = [json.load(open(os.path.join(events_dir, name), encoding="utf-8")) for name in os.listdir(events_dir)]
     published = [e["event_data"]["artifact_data"] for e in events if e.get("event") == "playbook_on_stats"][0]
     assert published["leanvibe_result"]["phase"] == "rolled_back"
-    snapshot = local_env.snapshot()
+    before_rollback = local_env.observe()
     rollback = local_env.playbook("rollback.yml", "-e", json.dumps(dict(published, emergency=True)))
     assert rollback.changed == 0
-    assert local_env.snapshot() == snapshot and served_versions(local_env) == {"2.0.0"}
+    local_env.assert_unchanged(before_rollback)
+    assert local_env.served_versions() == {"2.0.0"}
 
 
 # --- exit 2: bad input, nothing started ---------------------------------------------------------------------------------
@@ -158,18 +147,18 @@ def test_cli_bad_input_with_json_prints_an_invalid_result(local_env, unchanged):
 # --- exit 4: another deployment holds the lock -----------------------------------------------------------------------
 
 def test_cli_exits_4_while_another_run_holds_the_lock(local_env):
-    rc, out = lock_module(local_env, "lock", OTHER)
+    rc, out = local_env.deployment_state("lock", holder=OTHER_HOLDER)
     assert rc == 0, out
     try:
-        before = local_env.snapshot()
+        before = local_env.observe()
         rc, out, err = cli(local_env, "canary", "--version", "4.0.0", "--steps", "100", "--json")
         assert rc == 4, err[-3000:]
         result = json_result(out)
         assert result["status"] == "locked" and result["lock_held_by"]["controller"] == "other-host"
-        assert local_env.snapshot() == before
-        assert served_versions(local_env) == {"2.0.0"}
+        local_env.assert_unchanged(before)
+        assert local_env.served_versions() == {"2.0.0"}
     finally:
-        rc, out = lock_module(local_env, "unlock", OTHER)
+        rc, out = local_env.deployment_state("unlock", holder=OTHER_HOLDER)
     assert rc == 0, out
 
 
@@ -193,8 +182,8 @@ def test_api_cancel_aborts_a_canary_mid_step_through_its_rollback(local_env):
     assert time.monotonic() - cancelled_at < 45
     assert (result.exit_code, result.status, result.rolled_back, result.cancelled) == (ExitCode.FAILED_CLEAN, "rolled_back", True, True)
     assert any("aborted by the operator" in reason for reason in result.reasons), result.reasons
-    assert served_versions(local_env) == {"2.0.0"}
-    assert read_weights(local_env)["canary"] == ""
+    assert local_env.served_versions() == {"2.0.0"}
+    assert local_env.read_weights()["canary"] == ""
     kinds = [e.kind for e in events]
     for kind in ("started", "plan", "phase", "step", "gate", "rollback", "finished"):
         assert kind in kinds, kinds
@@ -219,7 +208,7 @@ def test_ansible_runner_cli_runs_canary_yml_with_the_repo_as_project(local_env, 
         env=dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", "")), capture_output=True, text=True,
         timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert served_versions(local_env) == {"2.0.4"}
+    assert local_env.served_versions() == {"2.0.4"}
     # The playbook's published result is in the run's artifacts, as AWX passes it on to a workflow.
     events_dir = next((private / "artifacts").iterdir()) / "job_events"
     events = [json.loads(path.read_text(encoding="utf-8")) for path in events_dir.iterdir()]
