@@ -1,4 +1,4 @@
-# LeanVibe Deploy: `make demo` brings the local environment up, `make test` runs every test.
+# LeanVibe Deploy: `make demo` brings the local environment up (and its dashboard), `make test` runs every test.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -53,6 +53,7 @@ demo: setup
 	if [ $$rc -eq 0 ]; then echo "the faulty canary was promoted: see $(RUN_DIR)/demo-canary-2.1.0.log"; exit 1; fi; \
 	echo "== user traffic during that canary: $$(cat $(RUN_DIR)/demo-traffic.json)"
 	@$(MAKE) --no-print-directory status
+	@echo; echo "== Dashboard (probes, deploy and rollback markers): http://127.0.0.1:5000/"
 
 status:
 	@$(BIN)/python scripts/show_local.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Stop what a local environment started under RUN_DIR: its supervisord (and slots) and its nginx.
+"""Stop what a local environment started under RUN_DIR: its supervisords (monitoring service, slots) and its nginx.
 
 Used by `make stop` and by the integration tests. It waits until each process is gone.
 """
@@ -52,7 +52,9 @@ def main():
     if len(sys.argv) != 2:
         sys.exit("usage: stop_local.py RUN_DIR")
     run_dir = os.path.abspath(sys.argv[1])
-    # supervisord stops its slot processes gracefully on SIGTERM before it exits.
+    # supervisord stops its processes gracefully on SIGTERM before it exits. The monitor goes first, so that
+    # stopping the environment is not recorded as downtime.
+    stop(os.path.join(run_dir, "monitoring", "supervisor", "supervisord.pid"), signal.SIGTERM, "supervisord of the monitoring service")
     stop(os.path.join(run_dir, "app", "supervisor", "supervisord.pid"), signal.SIGTERM, "supervisord")
     stop(os.path.join(run_dir, "nginx", "run", "nginx.pid"), signal.SIGQUIT, "nginx")
 
