@@ -458,7 +458,7 @@
         borderColor: color,
         backgroundColor: color,
         borderWidth: 2,
-        tension: 0.15,
+        tension: 0,  // straight lines: a smoothed curve would draw latencies no probe measured
         pointStyle: pointOption("crossRot", "rectRot", "circle"),
         pointRadius: pointOption(7, 6, points.length > 200 ? 0 : 2.5),
         pointHoverRadius: pointOption(9, 8, 5),
