@@ -93,11 +93,13 @@ molecule: venv collection
 # Benchmarks (figures in BENCHMARKS.md). They run against the environment `make demo` brings up.
 # deploy_under_load.py: 250 req/s of keep-alive load without retries through the LB while a blue-green
 # switch, a canary, a faulty canary's automatic rollback and an emergency rollback run (3 rounds).
+# monitor_queries.py needs no environment: the dashboard's API on temp databases of 30 and 7 days (about 35 s).
 .PHONY: bench bench-tools
 BENCH_LOAD_ARGS ?= --rounds 3 --rate 250 --connections 16
 bench: demo bench-tools
 	$(BIN)/python bench/probe_suite.py --rounds 10
 	$(BIN)/python bench/rollback_speed.py --rounds 5 --canary-rounds 3
+	$(BIN)/python bench/monitor_queries.py
 	$(BIN)/python bench/deploy_under_load.py $(BENCH_LOAD_ARGS)
 
 # The seed's probe script needs curl, bc and jq.

@@ -452,8 +452,10 @@ class Store:
         if environment is not None:
             where += " AND environment = ?"
             params.append(environment)
+        # GROUP BY endpoint first: grouped by environment first, SQLite walks all of (environment, ts) for its order,
+        # every row the retention keeps, instead of searching the window in the ts index (27 ms instead of 5 at 30 days).
         rows = self._query("SELECT environment, endpoint, AVG(response_time_ms), SUM(CASE WHEN success THEN 1 ELSE 0 END), COUNT(*)"
-                           " FROM health_checks WHERE %s GROUP BY environment, endpoint ORDER BY environment, endpoint" % where,
+                           " FROM health_checks WHERE %s GROUP BY endpoint, environment ORDER BY environment, endpoint" % where,
                            tuple(params))
         return [{"environment": env, "endpoint": endpoint,
                  "avg_response_time": round(float(avg), 2) if avg is not None else None,

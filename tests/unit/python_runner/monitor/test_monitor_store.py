@@ -175,6 +175,28 @@ def test_sqlite_uses_wal_and_creates_its_folder(tmp_path):
             "health_checks", "probe_rounds", "deployment_events"}
 
 
+def test_metrics_search_the_window_not_every_row_kept(sqlite_store, monkeypatch):
+    """/api/metrics?hours=24 reads the window through an index: at 30 days, a scan of every check took 5 times longer."""
+    add_round(sqlite_store, "prod", NOW - 2 * DAY, "old")
+    add_round(sqlite_store, "prod", NOW - 60, "new")
+    statements = []
+    real_run = sqlite_store._run  # pylint: disable=protected-access  # to see the statements and their plans
+
+    def recording_run(operations, action):
+        statements.extend((operation[0], operation[1]) for operation in operations)
+        return real_run(operations, action)
+
+    monkeypatch.setattr(sqlite_store, "_run", recording_run)
+    assert [row["total_checks"] for row in sqlite_store.metrics(NOW - DAY)] == [1, 1]
+    assert [row["total_checks"] for row in sqlite_store.metrics(NOW - DAY, "prod")] == [1, 1]
+    assert len(statements) == 2
+    with sqlite3.connect(sqlite_store.url.path) as conn:
+        for statement, params in statements:
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
+            assert any(step.startswith("SEARCH health_checks USING INDEX health_checks_") for step in plan), plan
+            assert not any(step.startswith("SCAN health_checks") for step in plan), plan
+
+
 def test_a_directory_as_database_is_one_sentence(tmp_path):
     """Root ignores file modes: a directory in the file's place fails for root too."""
     with pytest.raises(StoreError) as caught:
