@@ -13,6 +13,7 @@ from .app import create_app
 from .settings import ConfigError
 
 GRACEFUL_SHUTDOWN_S = 10
+UPSTREAM_KEEPALIVE_S = 75
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 ENVIRONMENT_HELP = """\
@@ -82,6 +83,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         access_log=args.access_log,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,  # SIGTERM drains in-flight requests for up to this long
+        # Longer than nginx's upstream keepalive_timeout (60 s): the LB closes an idle connection first, so it never
+        # sends a request on a connection the app is closing (a reset, and a 502 for a POST).
+        timeout_keep_alive=UPSTREAM_KEEPALIVE_S,
     )
     # uvicorn re-raises the stop signal after draining; turn that into a clean exit status 0.
     signal.signal(signal.SIGTERM, _exit_cleanly)

@@ -54,7 +54,7 @@ DEFAULT_REASON = "manual rollback"
 DEFAULT_SLOT_TIMEOUT = 2.0
 DEFAULT_CHECK_TIMEOUT = 10.0
 DEFAULT_CHECK_COUNT = 5
-DEFAULT_OPTIONS = {"keepalive": 32, "max_fails": 1, "fail_timeout": 5, "backup_other_color": True}
+DEFAULT_OPTIONS = {"keepalive": 32, "max_fails": 3, "fail_timeout": 5, "backup_other_color": True}
 SERVING_OUTCOMES = ("promoted", "deployed")
 _SERVER_RE = re.compile(r"^\s*server \S+ max_fails=(\d+) fail_timeout=(\d+)s;", re.MULTILINE)
 _KEEPALIVE_RE = re.compile(r"^\s*keepalive (\d+);", re.MULTILINE)

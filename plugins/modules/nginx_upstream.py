@@ -64,9 +64,12 @@ options:
     type: int
     default: 32
   max_fails:
-    description: Failed attempts after which a server is considered down for O(fail_timeout) seconds.
+    description:
+      - Failed attempts within O(fail_timeout) seconds after which a server is considered down for O(fail_timeout) seconds.
+      - More than one, so that a single transient error cannot take the only server of a color out of rotation while the
+        other color (its backup) is stopped.
     type: int
-    default: 1
+    default: 3
   fail_timeout:
     description: Seconds a failed server stays out of rotation.
     type: int
@@ -155,7 +158,7 @@ def main():
             canary_color=dict(type="str", choices=["blue", "green"]),
             members=dict(type="dict"),
             keepalive=dict(type="int", default=32),
-            max_fails=dict(type="int", default=1),
+            max_fails=dict(type="int", default=3),
             fail_timeout=dict(type="int", default=5),
             backup_other_color=dict(type="bool", default=True),
         ),

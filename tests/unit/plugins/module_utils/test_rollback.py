@@ -30,7 +30,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import (
 
 ALICE = {"run_id": "a1" * 16, "controller": "ctl", "pid": 1234, "user": "alice"}
 BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}
-OPTIONS = {"keepalive": 32, "max_fails": 1, "fail_timeout": 5, "backup_other_color": True}
+OPTIONS = {"keepalive": 32, "max_fails": 3, "fail_timeout": 5, "backup_other_color": True}
 
 
 def entry(version, from_version, outcome, entry_id="x"):
@@ -133,7 +133,7 @@ def test_check_lb_needs_the_version_n_times_in_a_row(servers):
 
 def test_conf_options_are_read_back_from_the_conf_in_place():
     members = {"blue": ["127.0.0.1:9001"], "green": ["127.0.0.1:9002"]}
-    for options in (OPTIONS, {"keepalive": 8, "max_fails": 3, "fail_timeout": 10, "backup_other_color": False}):
+    for options in (OPTIONS, {"keepalive": 8, "max_fails": 1, "fail_timeout": 10, "backup_other_color": False}):
         assert conf_options("demo", members, render_upstreams("demo", members, options)) == options
     doc = WeightsDoc({"blue": 90, "green": 10}, "blue", "green")
     assert conf_options("demo", members, render_upstreams("demo", members, OPTIONS, doc), doc) == OPTIONS

@@ -68,7 +68,7 @@ def test_first_run_with_nginx_stopped_writes_files(capsys, lb, runner):
     assert runner.commands == [["/usr/sbin/nginx", "-t", "-q"]]
     assert sorted(lb.files()) == ["demo.state.json", "demo.upstreams.conf", "demo.weights"]
     assert WeightsDoc.parse(lb.read("demo.weights")).as_dict() == result["after"]
-    options = {"keepalive": 32, "max_fails": 1, "fail_timeout": 5, "backup_other_color": True}
+    options = {"keepalive": 32, "max_fails": 3, "fail_timeout": 5, "backup_other_color": True}
     assert lb.read("demo.upstreams.conf") == render_upstreams("demo", MEMBERS, options, WeightsDoc(**result["after"]))
 
 
