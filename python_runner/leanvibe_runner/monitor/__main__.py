@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
 from typing import Optional, Sequence
@@ -55,8 +56,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ImportError as exc:
         return _fail("the web stack is missing (%s): pip install fastapi uvicorn prometheus-client." % exc, 1)
     try:
+        # Bound before anything starts: with the address taken, no probe round runs and nothing is stored.
+        listeners = bind_listeners(config.host, config.port)
+    except OSError as exc:
+        return _fail("cannot listen on %s: %s." % (config.listen, (exc.strerror or str(exc)).rstrip(".")), 1)
+    try:
         store = open_store(config.database)
     except StoreError as exc:
+        _close(listeners)
         return _fail(str(exc), 1)
     app = create_app(config, store=store)
     logging.getLogger("leanvibe_runner.monitor").info("listening on http://%s, %s", config.listen, config.database_description)
@@ -65,14 +72,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                            access_log=args.access_log, lifespan="on", server_header=False))
     _quiet_after_shutdown()
     try:
-        server.run()  # on SIGTERM or SIGINT: stops accepting, finishes requests, runs the lifespan's shutdown
-    except SystemExit:  # uvicorn's own exit when the address is taken or the startup failed
+        server.run(sockets=listeners)  # on SIGTERM or SIGINT: stops accepting, finishes requests, runs the lifespan's shutdown
+    except SystemExit:  # uvicorn's own exit when the startup failed
         server.started = False
     finally:
+        _close(listeners)
         store.close()
     if not server.started:
         return _fail("could not serve on %s (see the log above)." % config.listen, 1)
     return 0
+
+
+def bind_listeners(host: str, port: int) -> list:
+    """Sockets bound to host:port, for uvicorn to listen on; OSError when the address is taken or not of this host.
+
+    As uvicorn binds them itself (asyncio's create_server): one socket per address of the host, SO_REUSEADDR, and
+    IPv6 sockets IPv6 only.
+    """
+    listeners: list = []
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        for family, kind, proto, address in dict.fromkeys((info[0], info[1], info[2], info[4]) for info in infos):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError:
+        _close(listeners)
+        raise
+    return listeners
+
+
+def _close(listeners: list) -> None:
+    for sock in listeners:
+        sock.close()
 
 
 def _quiet_after_shutdown() -> None:

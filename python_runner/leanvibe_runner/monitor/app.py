@@ -414,22 +414,41 @@ def run_rounds(scheduler: Scheduler, names: list) -> dict:
 
 
 def latency_points(rounds: list, max_points: Optional[int] = None) -> list:
-    """One point per round ({t, ms, up, passed}); with max_points, the slowest round of each time bucket (spikes stay)."""
-    points = [{"t": round(ts * 1000.0, 3), "ms": health if health is not None else duration, "up": up, "passed": passed}
-              for ts, health, duration, up, passed in rounds]
-    if max_points is None or len(points) <= max_points:
-        return points
-    first, last = points[0]["t"], points[-1]["t"]
+    """One point per round ({t, ms, up, passed}); with max_points, the slowest round of each time bucket (spikes stay).
+
+    A bucket is up (passed) only when every round in it was, so an outage shorter than a bucket stays visible. Rounds
+    come oldest first (rounds_between); any order gives the same buckets, only slower.
+    """
+    if max_points is None or len(rounds) <= max_points:
+        return [{"t": round(ts * 1000.0, 3), "ms": health if health is not None else duration, "up": up, "passed": passed}
+                for ts, health, duration, up, passed in rounds]
+    first, last = round(rounds[0][0] * 1000.0, 3), round(rounds[-1][0] * 1000.0, 3)
     width = (last - first) / max_points or 1.0
-    buckets: dict = {}
-    for point in points:
-        key = min(int((point["t"] - first) / width), max_points - 1)
-        bucket = buckets.get(key)
-        if bucket is None:
-            buckets[key] = dict(point)
-            continue
-        up, passed = bucket["up"] and point["up"], bucket["passed"] and point["passed"]
-        if point["ms"] > bucket["ms"]:
-            bucket.update(point)
-        bucket["up"], bucket["passed"] = up, passed  # a bucket is up only when every round in it was
-    return [buckets[key] for key in sorted(buckets)]
+    top = max_points - 1
+    # A round's bucket is that of its time in ms rounded to 3 decimals, the point's t. round(x, 3) costs more than all
+    # the rest of a round's work, so the bucket comes from the unrounded time, unless that lies within `margin` of a
+    # bucket's edge, where rounding (at most 0.0005 ms, plus float error) could move it across.
+    margin = (0.001 + 1e-12 * max(abs(first), abs(last))) / width + 1e-9
+    inner = 1.0 - margin
+    buckets: dict = {}  # bucket index -> [ts, ms, up, passed]: its slowest round (the first of equals), up and passed of all
+    key = bucket = None
+    for ts, health, duration, up, passed in rounds:
+        ms = health if health is not None else duration
+        position = (ts * 1000.0 - first) / width
+        index = int(position)
+        if not margin < position - index < inner:
+            index = int((round(ts * 1000.0, 3) - first) / width)
+        if index > top:
+            index = top
+        if index != key:  # a new bucket: a dict lookup only then
+            key = index
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = bucket = [ts, ms, up, passed]
+                continue
+        if ms > bucket[1]:
+            bucket[0], bucket[1] = ts, ms
+        bucket[2], bucket[3] = bucket[2] and up, bucket[3] and passed
+    # Dicts only for the points kept.
+    return [{"t": round(ts * 1000.0, 3), "ms": ms, "up": up, "passed": passed}
+            for ts, ms, up, passed in (buckets[index] for index in sorted(buckets))]

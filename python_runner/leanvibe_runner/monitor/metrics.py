@@ -59,7 +59,7 @@ class StoreCollector:
                         families["success"].add_metric([name, label], window["success_rate_pct"] / 100.0)
                 for version, weight in sorted(self.store.current_serving(name)["weights"].items()):
                     families["weight"].add_metric([name, version], weight)
-            last = self.store.last_round_times()
+            last = self.store.last_round_times(self.environments)
             for name in self.environments:
                 if name in last:
                     families["last"].add_metric([name], last[name])

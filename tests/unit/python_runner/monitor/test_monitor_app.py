@@ -1,7 +1,9 @@
 """leanvibe_runner.monitor.app through fastapi.testclient, probing a real loopback LB (and a closed port)."""
 
 import json
+import random
 import time
+import tracemalloc
 from datetime import datetime, timezone
 
 import pytest
@@ -404,6 +406,65 @@ def test_latency_downsampling_keeps_the_spikes():
     assert sum(1 for point in points if not point["up"]) == 1
     assert latency_points(rounds) == latency_points(rounds, 100)  # one per round when it fits
     assert latency_points([(1.0, None, 33.0, True, True)]) == [{"t": 1000.0, "ms": 33.0, "up": True, "passed": True}]
+
+
+def reference_latency_points(rounds, max_points=None):
+    """latency_points as it was before it bucketed plain lists: a dict per round, then the buckets."""
+    points = [{"t": round(ts * 1000.0, 3), "ms": health if health is not None else duration, "up": up, "passed": passed}
+              for ts, health, duration, up, passed in rounds]
+    if max_points is None or len(points) <= max_points:
+        return points
+    first, last = points[0]["t"], points[-1]["t"]
+    width = (last - first) / max_points or 1.0
+    buckets = {}
+    for point in points:
+        key = min(int((point["t"] - first) / width), max_points - 1)
+        bucket = buckets.get(key)
+        if bucket is None:
+            buckets[key] = dict(point)
+            continue
+        up, passed = bucket["up"] and point["up"], bucket["passed"] and point["passed"]
+        if point["ms"] > bucket["ms"]:
+            bucket.update(point)
+        bucket["up"], bucket["passed"] = up, passed
+    return [buckets[key] for key in sorted(buckets)]
+
+
+def latency_datasets():
+    """Rounds as rounds_between returns them, and a few shapes that probe the bucket edges."""
+    rng = random.Random(20261127)
+    yield [(1.79e9 + 30 * index + rng.random() * 0.5, None if rng.random() < 0.02 else round(6 * rng.lognormvariate(0, 0.35), 1),
+            round(30 * rng.lognormvariate(0, 0.35), 1), rng.random() > 0.01, rng.random() > 0.02) for index in range(5000)]
+    # Times just under a bucket edge that their rounding to 0.001 ms moves onto it (width 2 ms at max_points 100).
+    times = [0.0] + [index / 1000.0 - rng.choice((4e-7, -4e-7, 4.9e-7, 0.0)) for index in range(1, 200)] + [0.2]
+    yield [(ts, float(index % 7), 1.0, index % 5 != 0, index % 3 != 0) for index, ts in enumerate(times)]
+    yield [(1.7e9 + index / 3.0, rng.choice((None, 1.0, 2.0, 2.0)), 9.0, rng.random() > 0.1, True) for index in range(997)]
+    yield [(5.0, float(index % 4), 1.0, index != 3, True) for index in range(50)]  # one instant: every round in one bucket
+    yield [(rng.random() * 1000.0, rng.random(), 1.0, rng.random() > 0.1, rng.random() > 0.1) for index in range(300)]  # any order
+
+
+def test_latency_downsampling_is_unchanged_by_bucketing_plain_rows():
+    for rounds in latency_datasets():
+        for max_points in (None, 1, 2, 7, 10, 100, 2000, len(rounds) - 1, len(rounds)):
+            assert latency_points(rounds, max_points) == reference_latency_points(rounds, max_points), max_points
+
+
+def test_latency_downsampling_builds_only_the_points_it_keeps():
+    """The page asks 2,000 points of 86,400 rounds: a dict per round held 20 MB at once and took most of the time."""
+    rounds = [(1.79e9 + 30 * index, 5.0 + index % 17, 20.0, index % 1000 != 0, True) for index in range(20000)]
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        points = latency_points(rounds, 200)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if started:
+            tracemalloc.stop()
+    assert len(points) == 200 and sum(1 for point in points if not point["up"]) == 20
+    assert peak < 500000, peak  # 200 points and their buckets: 55 kB; a dict per round was 4.4 MB
 
 
 def test_deployments_newest_first_with_a_limit(client):

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from monitor_test_helpers import COLLECTIONS_PATH, config_dict, env_dict, free_port, poll
 
+from leanvibe_runner.monitor.store import open_store
+
 SCRIPT = Path(sys.executable).parent / "leanvibe-monitor"
 
 
@@ -83,15 +85,22 @@ def test_an_unwritable_database_is_one_sentence_and_exit_1(tmp_path, lb):
         tmp_path / "monitor.db")
 
 
-def test_an_address_in_use_is_exit_1(tmp_path, lb):
+def test_an_address_in_use_is_exit_1_before_any_round(tmp_path, lb):
+    """The port is bound before the scheduler starts: a taken one stores no round (supervisord's retries neither)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        path = write_config(tmp_path, config_dict([env_dict("local", lb.url)], listen="127.0.0.1:%d" % port))
+        path = write_config(tmp_path, config_dict([env_dict("local", lb.url)], listen="127.0.0.1:%d" % port, database="sqlite:///m.db"))
         result = run(tmp_path, "--config", str(path))
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1] == "leanvibe-monitor: could not serve on 127.0.0.1:%d (see the log above)." % port
+    assert result.stderr == "leanvibe-monitor: cannot listen on 127.0.0.1:%d: Address already in use.\n" % port
+    assert not lb.requests  # nothing was probed
+    store = open_store("sqlite:///%s" % (tmp_path / "m.db"))
+    try:
+        assert store.count("probe_rounds") == 0 and store.count("health_checks") == 0
+    finally:
+        store.close()
 
 
 def test_serves_probes_and_stops_cleanly_on_sigterm(tmp_path, lb):

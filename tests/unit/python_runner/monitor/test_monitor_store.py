@@ -73,7 +73,8 @@ def test_last_round_and_rounds_between(store):
     add_round(store, "prod", NOW - 10, "b", up=False)
     add_round(store, "other", NOW - 5, "c")
     assert store.last_round("prod")["id"] == "b"
-    assert store.last_round_times() == {"prod": pytest.approx(NOW - 10), "other": pytest.approx(NOW - 5)}
+    assert store.last_round_times(["prod", "other", "nowhere"]) == {"prod": pytest.approx(NOW - 10), "other": pytest.approx(NOW - 5)}
+    assert store.last_round_times(["other"]) == {"other": pytest.approx(NOW - 5)}
     rounds = store.rounds_between("prod", NOW - 60, NOW)
     assert [(up, passed, health) for _ts, health, _duration, up, passed in rounds] == [(True, True, 5.0), (False, True, 5.0)]
     assert rounds[0][0] < rounds[1][0]
@@ -195,6 +196,27 @@ def test_metrics_search_the_window_not_every_row_kept(sqlite_store, monkeypatch)
             plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
             assert any(step.startswith("SEARCH health_checks USING INDEX health_checks_") for step in plan), plan
             assert not any(step.startswith("SCAN health_checks") for step in plan), plan
+
+
+def test_last_round_times_seek_each_environment_not_every_round_kept(sqlite_store, monkeypatch):
+    """/metrics reads the latest round of each configured environment with an index seek, not a walk of every round."""
+    for index in range(3):
+        add_round(sqlite_store, "prod", NOW - 60 * index, "prod%d" % index)
+    add_round(sqlite_store, "stage", NOW - 30, "stage")
+    statements = []
+    real_run = sqlite_store._run  # pylint: disable=protected-access  # to see the statements and their plans
+
+    def recording_run(operations, action):
+        statements.extend((operation[0], operation[1]) for operation in operations)
+        return real_run(operations, action)
+
+    monkeypatch.setattr(sqlite_store, "_run", recording_run)
+    assert sqlite_store.last_round_times(["prod", "stage", "idle"]) == {"prod": pytest.approx(NOW), "stage": pytest.approx(NOW - 30)}
+    assert len(statements) == 3
+    with sqlite3.connect(sqlite_store.url.path) as conn:
+        for statement, params in statements:
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, params)]
+            assert plan == ["SEARCH probe_rounds USING COVERING INDEX probe_rounds_env_ts (environment=?)"], plan
 
 
 def test_a_directory_as_database_is_one_sentence(tmp_path):
