@@ -24,8 +24,14 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     read_text,
     validate_plain_path,
 )
-from ansible_collections.leanvibe.deploy.plugins.module_utils.slot import check_health, env_digest, tail
-from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import Supervisor, SupervisorError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.slot import check_health, env_digest, log_since
+from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import (
+    Supervisor,
+    SupervisorError,
+    program_info,
+    restore_program,
+    wait_healthy,
+)
 
 MANAGED_BY = "leanvibe.deploy.supervised_program"
 STATES = ("started", "stopped", "restarted", "absent")
@@ -147,10 +153,7 @@ class ProgramManager:
         self.supervisor = supervisor or Supervisor(spec.base_dir, spec.python)
 
     def process_info(self):
-        try:
-            return self.supervisor.info(self.spec.name)
-        except SupervisorError:
-            return None
+        return program_info(self.supervisor, self.spec.name)
 
     @staticmethod
     def is_running(info):
@@ -243,43 +246,16 @@ class ProgramManager:
 
     def wait_healthy(self, timeout):
         """(ok, detail): RUNNING in supervisord and, with a health URL, answering 200 there."""
-        spec = self.spec
-        deadline = time.monotonic() + timeout
-        detail = "not started"
-        while True:
-            info = self.process_info()
-            state = (info or {}).get("statename")
-            if state in ("FATAL", "EXITED", "STOPPED"):
-                return False, "process %s" % state
-            if spec.health_url is None:
-                if state == "RUNNING":
-                    return True, "process RUNNING"
-                detail = "process %s" % (state or "unknown to supervisord")
-            elif state in ("RUNNING", "STARTING"):
-                healthy, detail = check_health(spec.health_url, timeout=2.0)
-                if healthy and state == "RUNNING":
-                    return True, detail
-                if healthy:
-                    detail = "healthy but still starting"
-            if time.monotonic() >= deadline:
-                return False, detail
-            time.sleep(0.1)
+        url = self.spec.health_url
+        return wait_healthy(self.supervisor, self.spec.name, timeout, check=(lambda: check_health(url, timeout=2.0)) if url else None)
 
     def log_since(self, offset):
-        text = read_text(self.spec.log_file) or ""
-        return "\n".join(text[offset:].splitlines()[-20:]) or tail(self.spec.log_file)
+        return log_since(self.spec.log_file, offset)
 
     def restore(self, previous_program, was_running):
         """Put the previous definition (section and exec spec texts) back; start it again only if it ran."""
-        name = self.spec.name
         try:
-            if None not in previous_program and was_running:
-                self.supervisor.replace_program(name, previous_program)
-            else:
-                self.supervisor.remove_program(name)
-                for path, text in zip(self.supervisor.program_files(name), previous_program):
-                    if text is not None:
-                        atomic_write(path, text, mode=0o600)
+            restore_program(self.supervisor, self.spec.name, previous_program, was_running)
         except (SupervisorError, OSError):
             pass
 

@@ -40,7 +40,13 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     validate_port,
     validate_version,
 )
-from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import Supervisor, SupervisorError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import (
+    Supervisor,
+    SupervisorError,
+    program_info,
+    restore_program,
+    wait_healthy,
+)
 
 RELEASE_MARKER = ".leanvibe-release"
 _PLACEHOLDERS = ("port", "bind", "release_dir", "version", "slot", "app")
@@ -122,6 +128,12 @@ def check_health(url, version=None, timeout=2.0):
 def tail(path, lines=20):
     text = read_text(path) or ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def log_since(path, offset, lines=20):
+    """The last `lines` lines written to `path` after byte `offset`; the file's last lines when nothing was."""
+    text = read_text(path) or ""
+    return "\n".join(text[offset:].splitlines()[-lines:]) or tail(path, lines)
 
 
 class SlotSpec:
@@ -253,10 +265,7 @@ class SlotManager:
         self.supervisor = supervisor or Supervisor(spec.base_dir)
 
     def process_info(self):
-        try:
-            return self.supervisor.info(self.spec.program)
-        except SupervisorError:
-            return None
+        return program_info(self.supervisor, self.spec.program)
 
     def is_running(self, info):
         return bool(info) and info.get("statename") == "RUNNING"
@@ -352,39 +361,18 @@ class SlotManager:
 
     def wait_healthy(self, timeout):
         spec = self.spec
-        deadline = time.monotonic() + timeout
-        detail = "not started"
-        while True:
-            info = self.process_info()
-            state = (info or {}).get("statename")
-            if state in ("FATAL", "EXITED", "STOPPED"):
-                return False, "process %s" % state
-            if state == "RUNNING" or state == "STARTING":
-                healthy, detail = check_health(spec.health_url(), spec.version if spec.expect_version else None, timeout=2.0)
-                if healthy and state == "RUNNING":
-                    return True, detail
-                if healthy:
-                    detail = "healthy but still starting"
-            if time.monotonic() >= deadline:
-                return False, detail
-            time.sleep(0.1)
+        return wait_healthy(self.supervisor, spec.program, timeout, check=lambda: check_health(
+            spec.health_url(), spec.version if spec.expect_version else None, timeout=2.0))
 
     def log_since(self, offset):
-        text = read_text(self.spec.log_file) or ""
-        return "\n".join(text[offset:].splitlines()[-20:]) or tail(self.spec.log_file)
+        return log_since(self.spec.log_file, offset)
 
     def restore(self, previous_program, previous_link, was_running):
         """Put a slot whose new release failed back on its previous program (section and exec spec texts)."""
         spec = self.spec
         link = spec.path("slots", spec.slot)
         try:
-            if None not in previous_program and was_running:
-                self.supervisor.replace_program(spec.program, previous_program)
-            else:
-                self.supervisor.remove_program(spec.program)
-                for path, text in zip(self.supervisor.program_files(spec.program), previous_program):
-                    if text is not None:
-                        atomic_write(path, text, mode=0o600)
+            restore_program(self.supervisor, spec.program, previous_program, was_running)
             if previous_link:
                 point_slot(spec, previous_link)
             elif os.path.lexists(link):

@@ -232,3 +232,52 @@ class Supervisor:
     def shutdown(self):
         if self.ping():
             self.rpc().supervisor.shutdown()
+
+
+# --- what app slots and long-lived programs share -------------------------------------------------------------------
+# Module functions, not methods: they work with any object that has the Supervisor's info/replace/remove calls.
+
+def program_info(supervisor, name):
+    """supervisord's info of `name`, or None when it is unknown or supervisord does not answer."""
+    try:
+        return supervisor.info(name)
+    except SupervisorError:
+        return None
+
+
+def wait_healthy(supervisor, name, timeout, check=None):
+    """(ok, detail): `name` is RUNNING in supervisord and, when `check` is given, check() answers (True, detail).
+
+    `check` is polled while the process is STARTING too, so that a slow start is not mistaken for a failure; a process
+    that is FATAL, EXITED or STOPPED fails at once.
+    """
+    deadline = time.monotonic() + timeout
+    detail = "not started"
+    while True:
+        state = (program_info(supervisor, name) or {}).get("statename")
+        if state in ("FATAL", "EXITED", "STOPPED"):
+            return False, "process %s" % state
+        if check is None:
+            if state == "RUNNING":
+                return True, "process RUNNING"
+            detail = "process %s" % (state or "unknown to supervisord")
+        elif state in ("RUNNING", "STARTING"):
+            healthy, detail = check()
+            if healthy and state == "RUNNING":
+                return True, detail
+            if healthy:
+                detail = "healthy but still starting"
+        if time.monotonic() >= deadline:
+            return False, detail
+        time.sleep(0.1)
+
+
+def restore_program(supervisor, name, previous_texts, was_running):
+    """Put `name` back on its previous (section, exec spec) texts; start it again only if it ran before."""
+    if None not in previous_texts and was_running:
+        supervisor.replace_program(name, previous_texts)
+        return
+    supervisor.remove_program(name)
+    for path, text in zip(supervisor.program_files(name), previous_texts):
+        if text is not None:
+            atomic_write(path, text, mode=0o600)
