@@ -23,8 +23,8 @@ import urllib.request
 from typing import Any, Iterable, Mapping, Optional
 
 from .codes import ExitCode, UsageError
+from .result import JsonOutcome, packaged_schema
 
-SCHEMA_VERSION = 1
 WINDOW_PATTERN = re.compile(r"([1-9][0-9]{0,5})([hd])")
 MIN_WINDOW = datetime.timedelta(hours=1)
 MAX_WINDOW = datetime.timedelta(days=365)
@@ -423,7 +423,7 @@ def _error_detail(exc: "urllib.error.HTTPError") -> str:
 # --- the result -----------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class ReportResult:
+class ReportResult(JsonOutcome):
     """What ``leanvibe-deploy report`` prints and ``leanvibe_runner.report`` returns (report.schema.json)."""
 
     status: str
@@ -442,22 +442,10 @@ class ReportResult:
     inventory: Optional[str] = None
     command: str = "report"
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == ExitCode.OK
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["exit_code"] = int(self.exit_code)
-        data["schema_version"] = SCHEMA_VERSION
-        return data
-
 
 def report_schema() -> dict[str, Any]:
     """The JSON Schema of ReportResult.to_dict() (report.schema.json, shipped with the package)."""
-    from importlib import resources
-
-    return json.loads(resources.files(__package__).joinpath("report.schema.json").read_text(encoding="utf-8"))
+    return packaged_schema("report.schema.json")
 
 
 # --- the table ------------------------------------------------------------------------------------------------------

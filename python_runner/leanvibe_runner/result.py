@@ -27,8 +27,33 @@ class StepResult:
         return dataclasses.asdict(self)
 
 
+class JsonOutcome:
+    """What every result the runner returns shares: `ok`, and a JSON form that names its schema version."""
+
+    exit_code: ExitCode
+    schema_version = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == ExitCode.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]  # subclasses are dataclasses
+        data["exit_code"] = int(self.exit_code)
+        data["schema_version"] = self.schema_version
+        return data
+
+
+def packaged_schema(name: str) -> dict[str, Any]:
+    """A JSON Schema shipped with the package (result.schema.json, report.schema.json)."""
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+
+
 @dataclasses.dataclass
-class RunResult:
+class RunResult(JsonOutcome):
     command: str
     status: str
     """promoted, unchanged, checked, rolled_back, failed, passed, serving, not_serving, invalid, locked,
@@ -48,20 +73,7 @@ class RunResult:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     """What the playbook published besides the fields above (status: ledger, weights, history; probe: probes)."""
 
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == ExitCode.OK
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["exit_code"] = int(self.exit_code)
-        data["schema_version"] = SCHEMA_VERSION
-        return data
-
 
 def result_schema() -> dict[str, Any]:
     """The JSON Schema of RunResult.to_dict() (result.schema.json, shipped with the package)."""
-    import json
-    from importlib import resources
-
-    return json.loads(resources.files(__package__).joinpath("result.schema.json").read_text(encoding="utf-8"))
+    return packaged_schema("result.schema.json")

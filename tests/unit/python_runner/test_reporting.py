@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runner_test_helpers, whatever pytest's import mode
-from runner_test_helpers import FakeRunner, Stream, make_project, poll, refuse_real_runs  # noqa: E402
+from runner_test_helpers import Stream, poll, refuse_real_runs  # noqa: E402
 
 import leanvibe_runner  # noqa: E402
 from leanvibe_runner import api, cli  # noqa: E402
@@ -429,20 +429,6 @@ def no_real_runs(monkeypatch, tmp_path):
     monkeypatch.setattr(ansible_runner, "run", refuse_real_runs)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.delenv("LEANVIBE_PROJECT_DIR", raising=False)
-
-
-@pytest.fixture
-def project(tmp_path):
-    return make_project(tmp_path / "project")
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    def install(*args, **kwargs):
-        runner = FakeRunner(*args, **kwargs)
-        monkeypatch.setattr(ansible_runner, "run", runner)
-        return runner
-    return install
 
 
 def live_history(now):

@@ -11,7 +11,7 @@ import ansible_runner
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # runner_test_helpers, whatever pytest's import mode
-from runner_test_helpers import (FakeRunner, Gate, Stream, canary_plan, load_events, make_project, poll,  # noqa: E402
+from runner_test_helpers import (Gate, Stream, canary_plan, load_events, make_project, poll,  # noqa: E402
                                  refuse_real_runs, validate)
 
 import leanvibe_runner  # noqa: E402
@@ -29,20 +29,6 @@ def no_real_runs(monkeypatch, tmp_path):
     (tmp_path / "tmp").mkdir()
     monkeypatch.delenv("LEANVIBE_PROJECT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def project(tmp_path):
-    return make_project(tmp_path / "project")
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    def install(*args, **kwargs):
-        runner = FakeRunner(*args, **kwargs)
-        monkeypatch.setattr(ansible_runner, "run", runner)
-        return runner
-    return install
 
 
 def run(project, command, inventory="local", **options):
