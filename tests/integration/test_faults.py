@@ -69,6 +69,31 @@ def canary_holds(weights, canary_color, weight):
     return weights.get(canary_color) == weight and weights.get("canary") == canary_color
 
 
+def kill_in_first_step(env, settings, name, canary_color, victim, victim_version):
+    """Under traffic, start the canary of `settings` and kill -9 the `victim` color's process 0.5 s into the first step.
+
+    (run, its rc, whether supervisord brought the victim back with `victim_version`, in how many seconds, traffic).
+    """
+    first_step = str(settings["canary_steps"][0])
+    with Traffic(env, rate=40, seconds=120) as traffic:
+        run = BackgroundPlaybook(env, "canary.yml", settings, name)
+        try:
+            in_step = wait_for(lambda: canary_holds(env.read_weights(), canary_color, first_step), timeout=90)
+            assert in_step, "the canary never reached its first step (rc %s); see %s" % (run.proc.poll(), run.log_path)
+            time.sleep(0.5)
+            pid = slot_pid(victim)
+            assert pid, "no process on port %d" % SLOT_PORTS[victim]
+            os.kill(pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            restarted = wait_for(lambda: env.slot_answers(victim) == victim_version, timeout=20)
+            restarted_in = time.monotonic() - killed_at
+            rc = run.wait(120)
+        finally:
+            run.cleanup()
+        time.sleep(0.5)
+    return run, rc, restarted, restarted_in, traffic
+
+
 # --- 1. kill -9 of the canary in the middle of a step ---------------------------------------------------------------
 
 def test_canary_killed_mid_step_is_rolled_back_and_no_request_fails(local_env):
@@ -78,22 +103,7 @@ def test_canary_killed_mid_step_is_rolled_back_and_no_request_fails(local_env):
     stable, version = before["active_color"], "5.1.0"
     canary_color = other_color(stable)
     settings = {"app_version": version, "canary_steps": [50, 100], "canary_step_pause_s": 8, "canary_abort_delay_s": 0}
-    with Traffic(local_env, rate=40, seconds=120) as traffic:
-        run = BackgroundPlaybook(local_env, "canary.yml", settings, "canary-killed")
-        try:
-            in_step = wait_for(lambda: canary_holds(local_env.read_weights(), canary_color, "50"), timeout=90)
-            assert in_step, "the canary never reached its first step (rc %s); see %s" % (run.proc.poll(), run.log_path)
-            time.sleep(0.5)
-            pid = slot_pid(canary_color)
-            assert pid, "no canary process on port %d" % SLOT_PORTS[canary_color]
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            restarted = wait_for(lambda: local_env.slot_answers(canary_color) == version, timeout=20)
-            restarted_in = time.monotonic() - killed_at
-            rc = run.wait(120)
-        finally:
-            run.cleanup()
-        time.sleep(0.5)
+    run, rc, restarted, restarted_in, traffic = kill_in_first_step(local_env, settings, "canary-killed", canary_color, canary_color, version)
     print("\ncanary %s killed 0.5 s into a step: supervisord restarted it in %.1f s; playbook rc %s; traffic %s"
           % (version, restarted_in, rc, traffic.summary))
 
@@ -119,22 +129,7 @@ def test_stable_killed_during_a_canary_fails_no_request_and_does_not_blame_the_c
     canary_color = other_color(stable)
     old = stable_version(before)
     settings = {"app_version": version, "canary_steps": [25, 100], "canary_step_pause_s": 4, "canary_abort_delay_s": 0}
-    with Traffic(local_env, rate=40, seconds=120) as traffic:
-        run = BackgroundPlaybook(local_env, "canary.yml", settings, "stable-killed")
-        try:
-            in_step = wait_for(lambda: canary_holds(local_env.read_weights(), canary_color, "25"), timeout=90)
-            assert in_step, "the canary never reached its first step (rc %s); see %s" % (run.proc.poll(), run.log_path)
-            time.sleep(0.5)
-            pid = slot_pid(stable)
-            assert pid, "no stable process on port %d" % SLOT_PORTS[stable]
-            os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
-            restarted = wait_for(lambda: local_env.slot_answers(stable) == old, timeout=20)
-            restarted_in = time.monotonic() - killed_at
-            rc = run.wait(120)
-        finally:
-            run.cleanup()
-        time.sleep(0.5)
+    run, rc, restarted, restarted_in, traffic = kill_in_first_step(local_env, settings, "stable-killed", canary_color, stable, old)
     print("\nstable %s killed during the canary of %s: supervisord restarted it in %.1f s; playbook rc %s; traffic %s"
           % (old, version, restarted_in, rc, traffic.summary))
 
