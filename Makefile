@@ -61,26 +61,47 @@ status:
 stop:
 	@$(PYTHON) scripts/stop_local.py $(RUN_DIR)
 
-.PHONY: test unit integration molecule
+.PHONY: test test-fast unit integration molecule
+# `make test-fast` for the edit loop (a few minutes); `make test` runs every stage. Both stop at the first
+# failing stage and print how long each stage took.
+FAST_STAGES := sanity lint ruff unit
+TEST_STAGES := $(FAST_STAGES) integration molecule
+define run_stages
+	@timings=""; status=0; \
+	for stage in $(1); do \
+	  start=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$stage || status=$$?; \
+	  timings="$$timings$$(printf '%-12s %5d s' $$stage $$(( $$(date +%s) - start )))$$([ $$status -eq 0 ] || echo '  FAILED');"; \
+	  [ $$status -eq 0 ] || break; \
+	done; \
+	echo "== time per stage:"; echo "$$timings" | tr ';' '\n' | sed '/^$$/d; s/^/   /'; \
+	exit $$status
+endef
 test: setup
-	$(MAKE) --no-print-directory sanity
-	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory integration
-	$(MAKE) --no-print-directory molecule
+	$(call run_stages,$(TEST_STAGES))
 
+test-fast: setup
+	$(call run_stages,$(FAST_STAGES))
+
+# PYTEST_ARGS: extra pytest options, e.g. PYTEST_ARGS='-m "not slow"' or PYTEST_ARGS='-k canary'.
+PYTEST_ARGS ?=
 unit:
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 # A basetemp of this checkout's own: pytest prunes old dirs under /tmp/pytest-of-<user>, which would pull the
 # files out from under another test session running at the same time.
 integration:
-	$(BIN)/python -m pytest tests/integration -q --basetemp=$(CURDIR)/.cache/pytest-integration
+	$(BIN)/python -m pytest tests/integration -q --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
 
 .PHONY: sanity lint
 # ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
 sanity: venv
 	scripts/ansible-test-sanity.sh
+
+# ruff over every Python file of the repository (ruff.toml).
+.PHONY: ruff
+ruff: venv
+	$(BIN)/ruff check .
 
 # ansible-lint, production profile, offline (.ansible-lint); the .collections link resolves leanvibe.deploy.*.
 lint: venv collection

@@ -544,16 +544,6 @@ def markdown(summary, target):
 
 
 def served_version():
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(LB + "/health", timeout=3) as response:
-            return json.loads(response.read()).get("version")
-    except (OSError, ValueError):
-        return None
-
-
-def served_version():
     try:
         with urllib.request.urlopen(LB + "/health", timeout=3) as response:
             return json.loads(response.read()).get("version")

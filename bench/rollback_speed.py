@@ -101,7 +101,8 @@ def main():
     print("| --- | ---: | --- |")
     print("| canary rescue: failed gate -> 100 %% stable | %.0f ms | %s |" % (statistics.median(gate_to_flip), ", ".join("%.0f" % v for v in gate_to_flip)))
     print("| inside the rollback module: start -> weights applied | %.0f ms | %s |" % (statistics.median(module_flip), ", ".join(str(v) for v in module_flip)))
-    print("| rollback.yml -e emergency=true: start -> LB serves %s | %.2f s | %s |" % (stable, statistics.median(visible), ", ".join("%.2f" % v for v in visible)))
+    print("| rollback.yml -e emergency=true: start -> LB serves %s | %.2f s | %s |"
+          % (stable, statistics.median(visible), ", ".join("%.2f" % v for v in visible)))
     print("| rollback.yml -e emergency=true: whole run | %.2f s | %s |" % (statistics.median(wall), ", ".join("%.2f" % v for v in wall)))
 
 

@@ -135,7 +135,7 @@ def parse_database_url(value: str, base_dir: str | os.PathLike | None = None) ->
     if scheme in PG_SCHEMES:
         parts = urlsplit(value)
         try:
-            parts.port  # pylint: disable=pointless-statement  # raises ValueError for a bad port
+            parts.port  # noqa: B018  # pylint: disable=pointless-statement  # raises ValueError for a bad port
         except ValueError:
             raise StoreError("database URL %s has an invalid port." % describe_database(value)) from None
         if not parts.hostname and "host=" not in parts.query:
