@@ -90,8 +90,11 @@ unit:
 
 # A basetemp of this checkout's own: pytest prunes old dirs under /tmp/pytest-of-<user>, which would pull the
 # files out from under another test session running at the same time.
+# Two pytest-xdist workers, one test file each at a time: each has its own basetemp (<basetemp>/gwN) and its own
+# 100 ports from LEANVIBE_TEST_PORT_BASE + 100 * N (tests/integration/conftest.py).
+INTEGRATION_WORKERS ?= 2
 integration:
-	$(BIN)/python -m pytest tests/integration -q --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
 
 .PHONY: sanity lint
 # ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).

@@ -19,8 +19,13 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-# Off the ports of `make demo` (8000, 9001, 9002, 5000). LEANVIBE_TEST_PORT_BASE lets two test runs share a machine.
-PORT_BASE = int(os.environ.get("LEANVIBE_TEST_PORT_BASE", "18000"))
+# Off the ports of `make demo` (8000, 9001, 9002, 5000). LEANVIBE_TEST_PORT_BASE lets two test runs share a machine;
+# each pytest-xdist worker (gw0, gw1, ...) takes the 100 ports from LEANVIBE_TEST_PORT_BASE + 100 * its index.
+# Every port a test uses is PORT_BASE + an offset: 0 LB, 1-2 slots, 3 a port next to them, 5 the dashboard,
+# 9 one where nothing listens, 10 the garbage probe target, 20-22 the browser test's services, 40-69 the probe cases.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+WORKER_INDEX = int(WORKER[2:]) if WORKER[2:].isdigit() else 0
+PORT_BASE = int(os.environ.get("LEANVIBE_TEST_PORT_BASE", "18000")) + 100 * WORKER_INDEX
 LB_PORT = PORT_BASE
 SLOT_PORTS = {"blue": PORT_BASE + 1, "green": PORT_BASE + 2}
 # The monitoring dashboard's listen port (monitoring_listen), for when site.yml brings the dashboard up.

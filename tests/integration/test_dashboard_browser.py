@@ -1,8 +1,8 @@
 """The monitoring dashboard in a real browser: headless Chromium against the real services, no mocks.
 
 Processes: the demo service (a 2.2.0 release built by demo_service/build_release.py, run as
-`python -m leanvibe_demo` on 127.0.0.1:18501) and the monitoring service (`leanvibe-monitor --config monitor.yml`
-on 127.0.0.1:18500, a temp SQLite database) watching two environments: `staging` (the demo service) and
+`python -m leanvibe_demo` on 127.0.0.1:PORT_BASE+21) and the monitoring service (`leanvibe-monitor --config monitor.yml`
+on 127.0.0.1:PORT_BASE+20, a temp SQLite database) watching two environments: `staging` (the demo service) and
 `offline` (a closed port: every round fails). The test posts deployment events
 to /api/events and runs probe rounds through /api/run-probes, then reads what Chromium rendered: the DOM after
 the page's scripts ran (`--dump-dom`) and a PNG (`--screenshot`), which is kept under the pytest temp dir.
@@ -20,13 +20,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
+from conftest import PORT_BASE
 from monitor_support import Png, ServiceProcess, dump_dom, ensure_chromium, http_json, parse_dom, port_is_free, screenshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-MONITOR_PORT = 18500
-DEMO_PORT = 18501
-CLOSED_PORT = 18502  # nothing listens here: the `offline` environment
+MONITOR_PORT = PORT_BASE + 20
+DEMO_PORT = PORT_BASE + 21
+CLOSED_PORT = PORT_BASE + 22  # nothing listens here: the `offline` environment
 MONITOR_URL = "http://127.0.0.1:%d" % MONITOR_PORT
 TOKEN = "dashboard-browser-token"
 API_KEY = "dashboard-browser-key"
@@ -67,7 +68,7 @@ def services(tmp_path_factory):
         pytest.fail("%s is missing: install the runner package (`make setup`) to get the monitoring service." % monitor_bin, pytrace=False)
     busy = [port for port in (MONITOR_PORT, DEMO_PORT, CLOSED_PORT) if not port_is_free(port)]
     if busy:
-        pytest.fail("ports %s on 127.0.0.1 are in use: the dashboard test needs 18500-18502." % busy, pytrace=False)
+        pytest.fail("ports %s on 127.0.0.1 are in use: the dashboard test needs %d-%d." % (busy, MONITOR_PORT, CLOSED_PORT), pytrace=False)
 
     # The release that the events below end with, so the probes and the events agree on what serves.
     build = subprocess.run([sys.executable, os.path.join(REPO, "demo_service", "build_release.py"), "--version", SERVED_VERSION,

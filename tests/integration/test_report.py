@@ -7,28 +7,26 @@ The module's environment comes from site.yml (1.0.0 on blue); the tests run in o
 
 import json
 import os
-import socket
 import subprocess
 import time
 
 import jsonschema
 
-from conftest import BIN, Traffic, read_bytes, write_bytes
+from conftest import BIN, PORT_BASE, Traffic, read_bytes, write_bytes
 
 import leanvibe_runner
 
 CLI = os.path.join(BIN, "leanvibe-deploy")
 SCHEMA = leanvibe_runner.report_schema()
 FAST = {"canary_step_pause_s": 1, "canary_abort_delay_s": 0}
+NOTHING_PORT = PORT_BASE + 9
 
 
 # --- helpers of this module -------------------------------------------------------------------------------------------
 
 def nothing_listens():
-    """A loopback URL where nothing listens (the port was free a moment ago)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return "http://127.0.0.1:%d" % sock.getsockname()[1]
+    """A loopback URL where nothing listens: the port of this worker's range that no test binds."""
+    return "http://127.0.0.1:%d" % NOTHING_PORT
 
 
 def cli(env, *args, timeout=300):

@@ -1,7 +1,7 @@
 """synthetic_probe against REAL demo service processes: one per case, each with one fault knob (no mocks).
 
 A release is built with demo_service/build_release.py and unpacked into a temp folder; every case runs
-`python -m leanvibe_demo` from it on its own loopback port in 18400-18449 (never the ports of `make demo`)
+`python -m leanvibe_demo` from it on its own loopback port in PORT_BASE+40 to +69 (never the ports of `make demo`)
 with its own data dir. All processes start together, so the file takes about as long as its slowest case.
 The engine is called directly; the module also runs once end to end through `ansible localhost -m`.
 """
@@ -19,6 +19,8 @@ import urllib.request
 
 import pytest
 
+from conftest import PORT_BASE
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS_ROOT = os.path.join(REPO, ".collections")
 if COLLECTIONS_ROOT not in sys.path:
@@ -29,7 +31,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.probes import MODE
 BIN = os.path.dirname(sys.executable)
 VERSION = "3.1.4"
 API_KEY = "integration-probe-key"
-PORT_RANGE = range(18400, 18450)
+PORT_RANGE = range(PORT_BASE + 40, PORT_BASE + 70)
 START_TIMEOUT_S = 30.0
 SECURITY_HEADERS_MISSING = "missing Strict-Transport-Security, X-Content-Type-Options, X-Frame-Options, X-XSS-Protection"
 CASES = {
