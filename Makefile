@@ -7,8 +7,8 @@ COLLECTION_LINK := .collections/ansible_collections/leanvibe/deploy
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup venv collection nginx
-setup: venv collection nginx
+.PHONY: setup venv collection nginx tools
+setup: venv collection nginx tools
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt constraints.txt python_runner/pyproject.toml
@@ -36,6 +36,29 @@ nginx:
 	    || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-http-lua; }; \
 	fi
 
+# OS packages the tests need, each installed only when missing, so that no test skips for want of it:
+# PostgreSQL (the monitor store's tests; initdb lives under /usr/lib/postgresql/<version>/bin), Chromium (the
+# dashboard test), shellcheck (ansible-test sanity), jq and node (the workflow's steps and its `if:` expressions).
+tools:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	command -v jq >/dev/null 2>&1 || missing="$$missing jq"; \
+	{ command -v node && command -v npm; } >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# GitHub's own expression parser (npm), for the workflow's `if:` conditions in tests/static; npm's cache
+# (~/.npm) serves it again without the registry.
+GH_EXPRESSIONS_VERSION := 0.3.61
+GH_EXPRESSIONS := .cache/npm/node_modules/@actions/expressions/package.json
+$(GH_EXPRESSIONS): | tools
+	npm install --prefix .cache/npm --prefer-offline --no-audit --no-fund --no-save --silent @actions/expressions@$(GH_EXPRESSIONS_VERSION)
+	@grep -q '"version": "$(GH_EXPRESSIONS_VERSION)"' $@ || { echo "$@ is not version $(GH_EXPRESSIONS_VERSION)"; exit 1; }
+
 PLAYBOOK := $(BIN)/ansible-playbook -i inventories/local
 RUN_DIR := $(CURDIR)/.run
 
@@ -61,11 +84,11 @@ status:
 stop:
 	@$(PYTHON) scripts/stop_local.py $(RUN_DIR)
 
-.PHONY: test test-fast unit integration molecule
+.PHONY: test test-fast unit static integration molecule
 # `make test-fast` for the edit loop (a few minutes); `make test` runs every stage. Both stop at the first
 # failing stage and print how long each stage took.
 FAST_STAGES := sanity lint ruff unit
-TEST_STAGES := $(FAST_STAGES) integration molecule
+TEST_STAGES := $(FAST_STAGES) static integration molecule
 define run_stages
 	@timings=""; status=0; \
 	for stage in $(1); do \
@@ -87,6 +110,11 @@ test-fast: setup
 PYTEST_ARGS ?=
 unit:
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# Offline checks of the CI and delivery files: the workflow (its `if:` conditions through GitHub's expression
+# evaluator), the execution environment, the galaxy build and the AWX playbook.
+static: venv tools $(GH_EXPRESSIONS)
+	$(BIN)/python -m pytest tests/static -q --basetemp=$(CURDIR)/.cache/pytest-static $(PYTEST_ARGS)
 
 # A basetemp of this checkout's own: pytest prunes old dirs under /tmp/pytest-of-<user>, which would pull the
 # files out from under another test session running at the same time.

@@ -35,17 +35,18 @@ def lb():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A PostgreSQL server for the session, or None when this machine cannot run one (the tests then skip)."""
+    """A PostgreSQL server for the session, or the reason none could start (the tests then fail: never a silent skip)."""
     server = Postgres()
     started = server.start()
-    yield server if started else None
+    yield server if started else server.error
     server.stop()
 
 
 @pytest.fixture
 def postgres_url(postgres_server):
-    if postgres_server is None:
-        pytest.skip("no PostgreSQL server could be started here")
+    if isinstance(postgres_server, str):
+        pytest.fail("no PostgreSQL server could be started (the set-up installs it; deselect with -m 'not postgres'): %s"
+                    % postgres_server, pytrace=False)
     yield postgres_server.url
     import psycopg  # pylint: disable=import-outside-toplevel  # only where PostgreSQL runs
 
@@ -53,7 +54,7 @@ def postgres_url(postgres_server):
         conn.execute("DROP TABLE IF EXISTS %s" % ", ".join(TABLES))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     """An empty store on each backend."""
     if request.param == "sqlite":

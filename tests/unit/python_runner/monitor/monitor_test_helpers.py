@@ -6,6 +6,7 @@ a version, /health/database, the tasks API); it can go unhealthy on demand. Noth
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pwd
@@ -163,12 +164,22 @@ def event_row(environment: str, at_ts: float, event: str = "promote", version: s
     return row
 
 
+def postgres_program(name: str) -> Optional[str]:
+    """initdb or pg_ctl: on PATH, else from the newest server under /usr/lib/postgresql/<version>/bin (Debian's place)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/%s" % name),
+                      key=lambda path: [int(part) if part.isdigit() else 0 for part in path.split("/")[4].split(".")])
+    return versions[-1] if versions else None
+
+
 class Postgres:
     """A throwaway PostgreSQL server (initdb + pg_ctl) on loopback, run as the postgres user when we are root."""
 
     def __init__(self) -> None:
-        self.initdb = shutil.which("initdb")
-        self.pg_ctl = shutil.which("pg_ctl")
+        self.initdb = postgres_program("initdb")
+        self.pg_ctl = postgres_program("pg_ctl")
         self.folder: Optional[str] = None
         self.port = free_port()
         self.user: Optional[str] = None
@@ -184,7 +195,7 @@ class Postgres:
 
     def start(self) -> bool:
         if not self.initdb or not self.pg_ctl:
-            self.error = "initdb/pg_ctl not found"
+            self.error = "initdb/pg_ctl not found on PATH or under /usr/lib/postgresql/<version>/bin: run `make setup`"
             return False
         if os.geteuid() == 0:
             try:

@@ -284,6 +284,7 @@ def test_unreachable_postgresql_is_one_sentence_without_the_password():
     assert "s3cret" not in message and "\n" not in message and message.endswith(".")
 
 
+@pytest.mark.postgres
 def test_postgresql_reconnects_after_the_server_closed_the_connection(postgres_url):
     import psycopg  # pylint: disable=import-outside-toplevel
 

@@ -1,4 +1,4 @@
-"""CI and delivery files: the GitHub Actions workflow, the execution environment and the AWX playbook.
+"""CI and delivery files, checked offline: the GitHub Actions workflow, the execution environment and the AWX playbook.
 
 Offline and fast: schema validation, `ansible-galaxy collection build`, `ansible-builder create`
 (no image is built or pulled), `ansible-playbook --syntax-check`, and structural checks of the YAML.
@@ -130,36 +130,25 @@ def test_workflow_handles_secrets_through_files_only(workflow):
     assert not re.search(r"\$ANSIBLE_VAULT;|BEGIN [A-Z ]*PRIVATE KEY", text)
 
 
-class _Expression:
-    """The subset of GitHub Actions expressions the workflow's `if`s use, evaluated in Python."""
+# GitHub's own expression parser and evaluator (npm @actions/expressions), installed by `make static`.
+GH_EXPRESSIONS = os.path.join(REPO, ".cache", "npm", "node_modules", "@actions", "expressions", "dist", "index.js")
+GH_EXPRESSION_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "github_expression.mjs")
 
-    TOKEN = re.compile(r"\s*(?:(\(|\)|&&|\|\||==|!=)|'((?:[^']|'')*)'|([A-Za-z_][\w-]*(?:\.[\w-]+)*)(\(\))?)")
-    STATUS = ("success", "failure", "cancelled", "always")
 
-    def __init__(self, text):
-        self.text = text.strip()
+def github_expressions(cases):
+    """Answers of tests/static/github_expression.mjs for `cases` (see there), one node run for them all."""
+    node = shutil.which("node")
+    assert node, "node is missing: run `make static` (it installs nodejs from the OS packages)"
+    assert os.path.isfile(GH_EXPRESSIONS), "%s is missing: run `make static`" % GH_EXPRESSIONS
+    proc = subprocess.run([node, GH_EXPRESSION_SCRIPT], input=json.dumps({"cases": cases}), capture_output=True, text=True,
+                          env=dict(os.environ, GH_EXPRESSIONS_MODULE=GH_EXPRESSIONS), timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
-    def evaluate(self, contexts, status):
-        parts, position = [], 0
-        while position < len(self.text):
-            match = self.TOKEN.match(self.text, position)
-            if not match or match.end() == position:
-                raise ValueError("unsupported expression at %r" % self.text[position:])
-            position = match.end()
-            operator, literal, name, call = match.groups()
-            if operator:
-                parts.append({"&&": " and ", "||": " or "}.get(operator, operator))
-            elif literal is not None:
-                parts.append(repr(literal.replace("''", "'")))
-            elif call:
-                assert name in self.STATUS, name
-                parts.append(repr(name == "always" or name == status))
-            else:
-                value = contexts
-                for key in name.split("."):
-                    value = value.get(key, "") if isinstance(value, dict) else ""
-                parts.append(repr(value if isinstance(value, str) else ""))
-        return bool(eval("".join(parts), {"__builtins__": {}}, {}))  # pylint: disable=eval-used
+
+def evaluate_if(condition, contexts, status):
+    """A job's or step's `if:` as GitHub evaluates it, `status` being what success()/failure()/cancelled() see."""
+    return github_expressions([{"condition": condition, "contexts": contexts, "status": status}])[0]
 
 
 @pytest.mark.parametrize("status, started, exit_code, verify, expected", [
@@ -176,8 +165,7 @@ class _Expression:
 ])
 def test_rollback_job_runs_only_when_production_is_not_on_a_known_stable_release(workflow, status, started, exit_code, verify, expected):
     production = {"outputs": {"started": started, "exit-code": exit_code, "verify-exit-code": verify}}
-    condition = _Expression(workflow["jobs"]["rollback"]["if"])
-    assert condition.evaluate({"needs": {"production": production}}, status) is expected
+    assert evaluate_if(workflow["jobs"]["rollback"]["if"], {"needs": {"production": production}}, status) is expected
 
 
 @pytest.mark.parametrize("exit_code, expected", [("1", False), ("2", False), ("4", False), ("3", True), ("", True)])
@@ -185,7 +173,7 @@ def test_staging_emergency_rollback_step_skips_a_clean_rollback(workflow, exit_c
     step = next(step for step in workflow["jobs"]["staging"]["steps"]
                 if "leanvibe-deploy rollback" in step.get("run", ""))
     contexts = {"steps": {"start": {"outputs": {"started": "true"}}, "canary": {"outputs": {"exit-code": exit_code}}}}
-    assert _Expression(step["if"]).evaluate(contexts, "failure") is expected
+    assert evaluate_if(step["if"], contexts, "failure") is expected
 
 
 # Contexts GitHub allows in each place (docs: "Contexts reference", context availability); steps allow all.
@@ -200,20 +188,20 @@ CONTEXTS = {
 }
 
 
-def contexts_used(value, bare=False):
-    """Context names an expression field refers to: `${{ ... }}` parts, or the whole text for `if`."""
-    texts = [str(value)] if bare else re.findall(r"\$\{\{(.*?)\}\}", str(value), re.S)
-    names = set()
-    for text in texts:
-        text = re.sub(r"'(?:[^']|'')*'", "''", text.replace("${{", "").replace("}}", ""))
-        names.update(re.findall(r"(?<![\w.-])([A-Za-z_]\w*)(?=\.)", text))
-    return names
+def expressions_in(value, bare=False):
+    """The expressions of a field: its `${{ ... }}` parts, or the whole text for an `if` written without them."""
+    if bare:
+        return [str(value)]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in expressions_in(item)]
+    return re.findall(r"\$\{\{(.*?)\}\}", str(value), re.S)
 
 
 def test_workflow_uses_contexts_only_where_github_provides_them(workflow):
+    cases = []
+
     def check(place, value, bare=False):
-        extra = contexts_used(value, bare) - CONTEXTS[place]
-        assert not extra, "%s uses %s: not available there" % (place, sorted(extra))
+        cases.extend({"place": place, "expression": text, "allowed": sorted(CONTEXTS[place])} for text in expressions_in(value, bare))
 
     check("workflow env", workflow.get("env", {}))
     check("workflow concurrency", workflow.get("concurrency", {}))
@@ -223,6 +211,10 @@ def test_workflow_uses_contexts_only_where_github_provides_them(workflow):
         for key, place in (("env", "job env"), ("concurrency", "job concurrency"), ("environment", "job environment"),
                            ("outputs", "job outputs")):
             check(place, job.get(key, {}))
+    assert cases, "no expressions found in the workflow"
+    errors = github_expressions([{"expression": case["expression"], "allowed": case["allowed"]} for case in cases])
+    wrong = ["%s: %s (%s)" % (case["place"], case["expression"].strip(), error) for case, error in zip(cases, errors) if error]
+    assert not wrong, "contexts GitHub does not provide there: %s" % wrong
 
 
 def test_workflow_scripts_take_untrusted_values_through_env_only(workflow):
@@ -249,6 +241,12 @@ def sample_result(**changes):
     with open(RESULT_SCHEMA, encoding="utf-8") as handle:
         jsonschema.validate(result, json.load(handle))
     return result
+
+
+@pytest.fixture
+def jq():
+    """The workflow's steps use jq, as on GitHub's runners; the set-up installs it (`make static`)."""
+    assert shutil.which("jq"), "jq is missing: run `make static`, which installs it from the OS packages"
 
 
 def step_named(job, fragment):
@@ -287,7 +285,7 @@ def outputs(tmp_path):
     return dict(line.split("=", 1) for line in lines)
 
 
-@pytest.mark.skipif(not shutil.which("jq"), reason="the workflow's steps use jq (on GitHub's runners)")
+@pytest.mark.usefixtures("jq")
 @pytest.mark.parametrize("rc, steps", [(0, "10,25,50,100"), (1, ""), (3, "5,100")])
 def test_production_canary_step_keeps_exit_code_and_one_line_json(workflow, tmp_path, rc, steps):
     result = sample_result(exit_code=rc, **({"status": "promoted", "rolled_back": False, "rollback_ms": None}
@@ -305,7 +303,7 @@ def test_production_canary_step_keeps_exit_code_and_one_line_json(workflow, tmp_
     assert argv.rstrip().endswith("--json")
 
 
-@pytest.mark.skipif(not shutil.which("jq"), reason="the workflow's steps use jq (on GitHub's runners)")
+@pytest.mark.usefixtures("jq")
 @pytest.mark.parametrize("job_name", ["staging", "production"])
 def test_a_crash_without_json_counts_as_unknown_state_not_as_a_clean_rollback(workflow, tmp_path, job_name):
     fake_leanvibe_deploy(tmp_path, "Traceback (most recent call last):\n  ...\nRuntimeError: boom\n", 1)
@@ -315,7 +313,7 @@ def test_a_crash_without_json_counts_as_unknown_state_not_as_a_clean_rollback(wo
     assert outputs(tmp_path)["result"] == "{}"
 
 
-@pytest.mark.skipif(not shutil.which("jq"), reason="the workflow's steps use jq (on GitHub's runners)")
+@pytest.mark.usefixtures("jq")
 def test_summary_step_renders_the_json_result(workflow, tmp_path):
     job = workflow["jobs"]["production"]
     (tmp_path / "results").mkdir()
