@@ -87,7 +87,7 @@ stop:
 .PHONY: test test-fast unit static integration molecule
 # `make test-fast` for the edit loop (a few minutes); `make test` runs every stage. Both stop at the first
 # failing stage and print how long each stage took.
-FAST_STAGES := sanity lint ruff unit
+FAST_STAGES := sanity lint ruff docs-check unit
 TEST_STAGES := $(FAST_STAGES) static integration molecule
 define run_stages
 	@timings=""; status=0; \
@@ -123,6 +123,19 @@ static: venv tools $(GH_EXPRESSIONS)
 INTEGRATION_WORKERS ?= 2
 integration:
 	$(BIN)/python -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
+
+# The module and role reference in docs/reference/, generated from DOCUMENTATION and meta/argument_specs.yml through
+# ansible-doc (antsibull-docs); docs-check fails when the committed reference is not what the code generates.
+.PHONY: docs docs-check changelog
+ANTSIBULL_DOCS := $(BIN)/antsibull-docs collection --use-current --squash-hierarchy --output-format simplified-rst \
+  --no-add-antsibull-docs-version --fail-on-error --cleanup everything leanvibe.deploy
+docs: venv collection
+	$(ANTSIBULL_DOCS) --dest-dir docs/reference
+
+docs-check: venv collection
+	rm -rf .cache/docs-check && mkdir -p .cache/docs-check
+	$(ANTSIBULL_DOCS) --dest-dir .cache/docs-check
+	@diff -ru docs/reference .cache/docs-check || { echo "docs/reference/ differs from what DOCUMENTATION and argument_specs generate: run make docs"; exit 1; }
 
 .PHONY: sanity lint
 # ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
