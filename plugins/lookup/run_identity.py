@@ -72,7 +72,7 @@ _raw:
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import run_identity
+from ansible_collections.leanvibe.deploy.plugins.module_utils.run_identity import run_identity
 
 PROC_ROOT = "/proc"
 

@@ -25,22 +25,10 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     validate_app_name,
     validate_version,
 )
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import (
-    Ledger,
-    LedgerError,
-    LockConflict,
-    close_in_progress,
-    conflict_message,
-    describe_holder,
-    holds,
-    iso,
-    known_versions,
-    lock_is_stale,
-    new_id,
-    parse_iso,
-    utcnow,
-    validate_holder,
-)
+from ansible_collections.leanvibe.deploy.plugins.module_utils.deploy_lock import conflict_message, describe_holder, holds, lock_is_stale, validate_holder
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_document import close_in_progress, known_versions, new_id
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError, LockConflict
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     UpstreamFiles,
     WeightsDoc,
@@ -49,6 +37,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     render_upstreams,
 )
 from ansible_collections.leanvibe.deploy.plugins.module_utils.slot import check_health
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso, parse_iso, utcnow
 
 DEFAULT_REASON = "manual rollback"
 DEFAULT_SLOT_TIMEOUT = 2.0

@@ -296,7 +296,10 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import HOLDER_OPTIONS, Ledger, LedgerError, LockConflict, run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.deploy_lock import HOLDER_OPTIONS
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_actions import run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError, LockConflict
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 
 
 def main():

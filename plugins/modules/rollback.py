@@ -281,7 +281,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import HOLDER_OPTIONS, LedgerError, LockConflict
+from ansible_collections.leanvibe.deploy.plugins.module_utils.deploy_lock import HOLDER_OPTIONS
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError, LockConflict
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxError, WeightsDoc, nginx_argument_spec, nginx_from_params
 from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import RollbackError, RollbackSpec, rollback
 

@@ -34,7 +34,7 @@ def ago(days=0, hours=0, minutes=0, seconds=0.0, now=NOW):
 
 
 def entry(kind, version, from_version, outcome, finished, autonomous=True, started=None, duration_s=None, rollback=None):
-    """A history entry shaped like the ledger's (plugins/module_utils/ledger.py)."""
+    """A history entry shaped like the ledger's (plugins/module_utils/ledger_document.py)."""
     started = started or finished - datetime.timedelta(seconds=90)
     data = {"id": "%s-%s" % (finished.strftime("%Y%m%dT%H%M%SZ"), version), "environment": "local", "version": version,
             "from_version": from_version, "type": kind, "started": iso(started), "finished": iso(finished),

@@ -8,7 +8,10 @@ import pytest
 from plugin_test_helpers import FakeAdmin, FakeRunCommand, HealthServer, free_port
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LockConflict, empty_ledger, parse_iso, run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_actions import run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_document import empty_ledger
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LockConflict
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     NginxControl,
     UpstreamFiles,
@@ -27,6 +30,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.rollback import (
     rollback,
     validate_detected_at,
 )
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import parse_iso
 
 ALICE = {"run_id": "a1" * 16, "controller": "ctl", "pid": 1234, "user": "alice"}
 BOB = {"run_id": "b2" * 16, "controller": "ctl2", "pid": 4321, "user": "bob"}

@@ -8,7 +8,8 @@ import pytest
 from ansible.module_utils import basic
 from plugin_test_helpers import FakeAdmin, FakeRunCommand, HealthServer, free_port, run_module
 
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_actions import run_action
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import NginxControl, WeightsDoc, apply_weights
 from ansible_collections.leanvibe.deploy.plugins.module_utils import nginx as nginx_utils
 from ansible_collections.leanvibe.deploy.plugins.modules import rollback as rollback_module

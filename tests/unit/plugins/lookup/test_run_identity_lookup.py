@@ -7,8 +7,8 @@ import pytest
 from ansible.errors import AnsibleError
 
 from ansible_collections.leanvibe.deploy.plugins.lookup import run_identity as plugin
-from ansible_collections.leanvibe.deploy.plugins.module_utils import ledger as ledger_mod
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import main_process, proc_stat, run_id_for, run_identity
+from ansible_collections.leanvibe.deploy.plugins.module_utils.run_identity import holder_alive_locally, main_process, proc_stat, run_id_for, run_identity
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso_from_epoch
 
 PLAYBOOK = b"/venv/bin/python3\0/venv/bin/ansible-playbook\0playbooks/canary.yml\0-i\0inventories/local\0"
 BTIME = 1795000000
@@ -74,7 +74,7 @@ def test_every_worker_gets_the_same_identity(proc):
     assert identity["run_id"] == run_id_for(200, 12345, "9c1f-boot", "ctl")
     assert re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", identity["run_id"])  # uuid4 shaped
     hertz = os.sysconf("SC_CLK_TCK")
-    expected = ledger_mod.iso(ledger_mod.datetime.datetime.fromtimestamp(BTIME + 12345.0 / hertz, ledger_mod.datetime.timezone.utc))
+    expected = iso_from_epoch(BTIME + 12345.0 / hertz)
     assert identity["started"] == expected
     assert identity["user"]
 
@@ -89,7 +89,7 @@ def test_another_run_or_a_recycled_pid_gets_another_id(proc):
 
 def test_the_identity_of_a_live_run_is_alive(proc):
     identity = run_identity(proc.path, pid=202, hostname="ctl")
-    assert ledger_mod.holder_alive_locally(identity, proc.path, hostname="ctl") is True
+    assert holder_alive_locally(identity, proc.path, hostname="ctl") is True
 
 
 def test_lookup_returns_one_identity_walking_from_its_own_process(proc, monkeypatch):
@@ -106,7 +106,7 @@ def test_lookup_on_the_real_proc_is_stable():
     lookup = plugin.LookupModule()
     first, second = lookup.run([], {})[0], lookup.run([], {})[0]
     assert first == second
-    assert ledger_mod.holder_alive_locally(first) is True
+    assert holder_alive_locally(first) is True
 
 
 def test_lookup_refuses_terms():
