@@ -30,10 +30,10 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, wait
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import utcnow
 
 try:
     import requests
@@ -515,7 +515,7 @@ def probe_websocket(target, deadline):
     deadline.status_code = conn.getstatus()  # 101 Switching Protocols
     try:
         conn.settimeout(deadline.left())
-        conn.send(json.dumps({"type": "ping", "timestamp": datetime.now(timezone.utc).isoformat()}))
+        conn.send(json.dumps({"type": "ping", "timestamp": utcnow().isoformat()}))
         conn.settimeout(deadline.left())
         answer = conn.recv()
     except ProbeFailure:

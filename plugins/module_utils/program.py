@@ -32,6 +32,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import 
     restore_program,
     wait_healthy,
 )
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import elapsed_ms
 
 MANAGED_BY = "leanvibe.deploy.supervised_program"
 STATES = ("started", "stopped", "restarted", "absent")
@@ -241,7 +242,7 @@ class ProgramManager:
         info = self.process_info() or {}
         atomic_write(spec.state_file, json.dumps(desired, indent=2, sort_keys=True) + "\n", mode=0o640)
         result["pid"] = info.get("pid")
-        result["health"] = {"url": spec.health_url, "elapsed_ms": round((time.monotonic() - started) * 1000)}
+        result["health"] = {"url": spec.health_url, "elapsed_ms": elapsed_ms(started)}
         return result
 
     def wait_healthy(self, timeout):

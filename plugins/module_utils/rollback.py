@@ -37,7 +37,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     render_upstreams,
 )
 from ansible_collections.leanvibe.deploy.plugins.module_utils.slot import check_health
-from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso, parse_iso, utcnow
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso, parse_iso, seconds_between, to_ms, utcnow
 
 DEFAULT_REASON = "manual rollback"
 DEFAULT_SLOT_TIMEOUT = 2.0
@@ -55,10 +55,6 @@ class RollbackError(Exception):
     def __init__(self, message, result):
         super().__init__(message)
         self.result = result
-
-
-def _ms(seconds):
-    return int(round(seconds * 1000))
 
 
 class RollbackSpec:
@@ -197,12 +193,12 @@ def check_lb(lb_url, version, count=DEFAULT_CHECK_COUNT, timeout=DEFAULT_CHECK_T
             in_a_row += 1
             if in_a_row >= count:
                 return {"passed": True, "url": url, "attempts": attempts, "in_a_row": in_a_row,
-                        "elapsed_ms": _ms(time.monotonic() - started), "detail": detail}
+                        "elapsed_ms": to_ms(time.monotonic() - started), "detail": detail}
         else:
             in_a_row = 0
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     return {"passed": False, "url": url, "attempts": attempts, "in_a_row": in_a_row,
-            "elapsed_ms": _ms(time.monotonic() - started), "detail": detail}
+            "elapsed_ms": to_ms(time.monotonic() - started), "detail": detail}
 
 
 def conf_options(app, members, conf_text, doc=None):
@@ -270,7 +266,7 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
     candidates = colors_running(doc, target, prefer=serving_color)
     at_full = [color for color in candidates if before.weights[color] == 100 and before.canary is None]
     if at_full and not doc.get("in_progress"):
-        result.update(to_color=at_full[0], duration_ms=_ms(time.monotonic() - started), total_ms=_ms(time.monotonic() - started),
+        result.update(to_color=at_full[0], duration_ms=to_ms(time.monotonic() - started), total_ms=to_ms(time.monotonic() - started),
                       msg="%s already serves %s from %s at 100 %%; nothing to roll back." % (where, target, at_full[0]))
         return result
 
@@ -294,8 +290,8 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
                 "%s: %s" % item for color in candidates for item in sorted(result["warm"][color].items())))
         else:
             why = "no color runs it"
-        result.update(needs_redeploy=True, target_color=idle, duration_ms=_ms(time.monotonic() - started),
-                      total_ms=_ms(time.monotonic() - started),
+        result.update(needs_redeploy=True, target_color=idle, duration_ms=to_ms(time.monotonic() - started),
+                      total_ms=to_ms(time.monotonic() - started),
                       msg="%s cannot flip back to %s now: %s; redeploy %s to %s and roll back again." % (where, target, why, target, idle))
         return result
 
@@ -308,11 +304,11 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
     result["method"] = flip["method"]
     flipped = time.monotonic()
     result["flipped_at"] = time.time()
-    result["duration_ms"] = _ms(flipped - started)
+    result["duration_ms"] = to_ms(flipped - started)
     if flip["before"]:
         result["before"] = flip["before"]
     if check_mode:
-        result["total_ms"] = _ms(time.monotonic() - started)
+        result["total_ms"] = to_ms(time.monotonic() - started)
         result["msg"] = "%s would roll back from %s to %s on %s." % (where, serving_version, target, to_color)
         return result
 
@@ -336,7 +332,7 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
             entry = {
                 "id": new_id(begun), "environment": spec.environment, "version": target, "from_version": serving_version,
                 "type": "rollback", "started": iso(begun), "finished": iso(now),
-                "duration_s": round(max(0.0, (now - begun).total_seconds()), 3), "outcome": "rolled_back",
+                "duration_s": seconds_between(begun, now), "outcome": "rolled_back",
                 "reasons": [spec.reason], "autonomous": spec.autonomous,
                 "run_id": spec.holder["run_id"] if spec.holder else None, "steps": [],
             }
@@ -352,7 +348,7 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
     try:
         entry = spec.ledger.update(change)[2]
     except LedgerError as exc:
-        result["total_ms"] = _ms(time.monotonic() - started)
+        result["total_ms"] = to_ms(time.monotonic() - started)
         raise RollbackError("traffic of %s now goes to %s on %s, but the ledger was not updated: %s"
                             % (where, target, to_color, exc), result)
     result["entry"] = entry
@@ -363,11 +359,11 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
     if taken:
         done += ", taking over the deploy lock of %s" % describe_holder(taken["holder"])
     if spec.emergency or not spec.lb_url:
-        result["total_ms"] = _ms(time.monotonic() - started)
+        result["total_ms"] = to_ms(time.monotonic() - started)
         result["msg"] = done + ("; emergency: no check through the LB." if spec.emergency else ".")
         return result
     result["check"] = check_lb(spec.lb_url, target, spec.check_count, spec.check_timeout, spec.slot_timeout)
-    result["total_ms"] = _ms(time.monotonic() - started)
+    result["total_ms"] = to_ms(time.monotonic() - started)
     if not result["check"]["passed"]:
         raise RollbackError("%s, but %s did not answer %s %d times in a row within %s s (last: %s); traffic stays on %s, "
                             "the best known state." % (done, result["check"]["url"], target, spec.check_count,

@@ -47,6 +47,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import 
     restore_program,
     wait_healthy,
 )
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import elapsed_ms
 
 RELEASE_MARKER = ".leanvibe-release"
 _PLACEHOLDERS = ("port", "bind", "release_dir", "version", "slot", "app")
@@ -356,7 +357,7 @@ class SlotManager:
         info = self.process_info() or {}
         atomic_write(spec.state_file, json.dumps(desired, indent=2, sort_keys=True) + "\n")
         atomic_write(spec.path("slots", "%s.pid" % spec.slot), "%s\n" % info.get("pid", ""))
-        result.update(pid=info.get("pid"), health={"url": spec.health_url(), "elapsed_ms": round((time.monotonic() - started) * 1000)})
+        result.update(pid=info.get("pid"), health={"url": spec.health_url(), "elapsed_ms": elapsed_ms(started)})
         return result
 
     def wait_healthy(self, timeout):

@@ -23,7 +23,6 @@ Lines that are not JSON or miss fields are counted, never fatal.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import os
@@ -36,6 +35,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     validate_server,
 )
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import upstream_name
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso_from_epoch, parse_iso
 
 BLOCK_SIZE = 64 * 1024
 # Seconds of disorder allowed between log lines: workers write lines at the request's end, a little out of order.
@@ -76,15 +76,10 @@ def parse_time(value, what="since"):
         try:
             result = float(text)
         except ValueError:
-            if text[-1:] in ("Z", "z"):
-                text = text[:-1] + "+00:00"
             try:
-                moment = datetime.datetime.fromisoformat(text)
+                result = parse_iso(text).timestamp()
             except ValueError:
                 raise ValidationError("%s %r is neither epoch seconds nor an ISO 8601 time." % (what, value))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=datetime.timezone.utc)
-            result = moment.timestamp()
     else:
         raise ValidationError("%s %r is neither epoch seconds nor an ISO 8601 time." % (what, value))
     if not math.isfinite(result) or result < 0:
@@ -111,7 +106,7 @@ def resolve_window(since=None, window_s=None, until=None, now=None):
     else:
         start = parse_time(since, "since")
     if start > end:
-        raise ValidationError("since %s is after until %s." % (_iso(start), _iso(end)))
+        raise ValidationError("since %s is after until %s." % (iso_from_epoch(start), iso_from_epoch(end)))
     return start, end, until_open
 
 
@@ -469,10 +464,6 @@ def judge(stable, canary, limits):
 # --- the whole analysis -------------------------------------------------------------------
 
 
-def _iso(epoch):
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def validate_log_path(path):
     if not path:
         raise ValidationError("log_path must be given.")
@@ -524,7 +515,7 @@ def analyse(log_path, app, stable_color, canary_color, since=None, window_s=None
     stable, canary = scan.stable.summary(), scan.canary.summary()
     verdict, reasons = judge(stable, canary, limits)
     msg = "canary %s of %s vs stable %s from %s to %s: %s. %s." % (
-        canary_color, app, stable_color, _iso(start), _iso(end), verdict, "; ".join(reasons))
+        canary_color, app, stable_color, iso_from_epoch(start), iso_from_epoch(end), verdict, "; ".join(reasons))
     return {
         "verdict": verdict,
         "passed": verdict == "pass",
@@ -532,7 +523,7 @@ def analyse(log_path, app, stable_color, canary_color, since=None, window_s=None
         "stable": stable,
         "canary": canary,
         "unreadable_lines": scan.unreadable_lines,
-        "window": {"since": round(start, 3), "until": round(end, 3), "since_iso": _iso(start), "until_iso": _iso(end)},
+        "window": {"since": round(start, 3), "until": round(end, 3), "since_iso": iso_from_epoch(start), "until_iso": iso_from_epoch(end)},
         "limits": limits,
         "scan": scan.report(),
         "msg": msg,
