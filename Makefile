@@ -136,6 +136,12 @@ docs-check: venv collection
 	rm -rf .cache/docs-check && mkdir -p .cache/docs-check
 	$(ANTSIBULL_DOCS) --dest-dir .cache/docs-check
 	@diff -ru docs/reference .cache/docs-check || { echo "docs/reference/ differs from what DOCUMENTATION and argument_specs generate: run make docs"; exit 1; }
+	$(BIN)/antsibull-changelog lint
+
+# CHANGELOG.md from changelogs/: the fragments fold into the unreleased 0.1.0 of changelogs/changelog.yaml (they stay).
+changelog: venv collection
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog release --version $$(sed -n 's/^version: *//p' galaxy.yml) --update-existing
 
 .PHONY: sanity lint
 # ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
