@@ -125,7 +125,8 @@ integration:
 	$(BIN)/python -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
 
 # The module and role reference in docs/reference/, generated from DOCUMENTATION and meta/argument_specs.yml through
-# ansible-doc (antsibull-docs); docs-check fails when the committed reference is not what the code generates.
+# ansible-doc (antsibull-docs); docs-check fails when the committed reference is not what the code generates, when a
+# DOCUMENTATION's markup or references to this collection are broken, or when a changelog fragment is.
 .PHONY: docs docs-check changelog
 ANTSIBULL_DOCS := $(BIN)/antsibull-docs collection --use-current --squash-hierarchy --output-format simplified-rst \
   --no-add-antsibull-docs-version --fail-on-error --cleanup everything leanvibe.deploy
@@ -136,6 +137,7 @@ docs-check: venv collection
 	rm -rf .cache/docs-check && mkdir -p .cache/docs-check
 	$(ANTSIBULL_DOCS) --dest-dir .cache/docs-check
 	@diff -ru docs/reference .cache/docs-check || { echo "docs/reference/ differs from what DOCUMENTATION and argument_specs generate: run make docs"; exit 1; }
+	$(BIN)/antsibull-docs lint-collection-docs --plugin-docs --validate-collection-refs self $(COLLECTION_LINK)
 	$(BIN)/antsibull-changelog lint
 
 # CHANGELOG.md from changelogs/: the fragments fold into the unreleased 0.1.0 of changelogs/changelog.yaml (they stay).
