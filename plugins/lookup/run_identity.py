@@ -21,9 +21,11 @@ description:
   - Without a C(/proc) tree (not Linux), the process group stands for the run, as a best effort, and C(started) is null.
   - Takes no terms.
 notes:
-  - Whether the holder of a lock still runs is checked on the controller, for example with M(ansible.builtin.stat) on
-    C(/proc/<pid>) when the holder's C(controller) is this host.
+  - Whether the holder of a lock still runs is checked on the controller with the P(leanvibe.deploy.run_alive#lookup)
+    lookup, which also tells a reused pid from the run that held it.
 seealso:
+  - plugin: leanvibe.deploy.run_alive
+    plugin_type: lookup
   - module: leanvibe.deploy.deployment_state
 """
 

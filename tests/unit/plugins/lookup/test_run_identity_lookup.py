@@ -5,34 +5,11 @@ import re
 
 import pytest
 from ansible.errors import AnsibleError
+from ledger_test_helpers import BTIME, PLAYBOOK, FakeProc
 
 from ansible_collections.leanvibe.deploy.plugins.lookup import run_identity as plugin
 from ansible_collections.leanvibe.deploy.plugins.module_utils.run_identity import holder_alive_locally, main_process, proc_stat, run_id_for, run_identity
 from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso_from_epoch
-
-PLAYBOOK = b"/venv/bin/python3\0/venv/bin/ansible-playbook\0playbooks/canary.yml\0-i\0inventories/local\0"
-BTIME = 1795000000
-
-
-class FakeProc:
-    """A /proc tree in tmp_path: stat (with a tricky command name), cmdline, btime and boot_id."""
-
-    def __init__(self, root):
-        self.root = root
-        (root / "sys" / "kernel" / "random").mkdir(parents=True)
-        (root / "sys" / "kernel" / "random" / "boot_id").write_text("9c1f-boot\n")
-        (root / "stat").write_text("cpu  1 2 3 4\nintr 0\nbtime %d\nprocesses 42\n" % BTIME)
-
-    def add(self, pid, ppid, ticks, cmdline, comm="ansible-playboo"):
-        folder = self.root / str(pid)
-        folder.mkdir()
-        fields = ["S", str(ppid)] + ["0"] * 17 + [str(ticks), "0", "0"]
-        (folder / "stat").write_text("%d (%s) %s\n" % (pid, comm, " ".join(fields)))
-        (folder / "cmdline").write_bytes(cmdline)
-
-    @property
-    def path(self):
-        return str(self.root)
 
 
 @pytest.fixture
