@@ -122,6 +122,7 @@ static: venv tools $(GH_EXPRESSIONS)
 # 100 ports from LEANVIBE_TEST_PORT_BASE + 100 * N (tests/integration/conftest.py).
 INTEGRATION_WORKERS ?= 2
 integration:
+	mkdir -p $(CURDIR)/.cache
 	$(BIN)/python -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile --basetemp=$(CURDIR)/.cache/pytest-integration $(PYTEST_ARGS)
 
 # The module and role reference in docs/reference/, generated from DOCUMENTATION and meta/argument_specs.yml through

@@ -30,6 +30,11 @@ LB_PORT = PORT_BASE
 SLOT_PORTS = {"blue": PORT_BASE + 1, "green": PORT_BASE + 2}
 # The monitoring dashboard's listen port (monitoring_listen), for when site.yml brings the dashboard up.
 MONITORING_PORT = PORT_BASE + 5
+# A second environment (test_monitoring_live's, with the dashboard) lives beside the worker's session one:
+# its LB, slots and dashboard are these offsets plus 30.
+SECOND_ENV_OFFSET = 30
+# What site.yml brings up and what LocalEnv.reset puts back: this release on blue at 100 %, green stopped.
+BASELINE_VERSION = "1.0.0"
 # The lock holder of a deployment that is not this test's.
 OTHER_HOLDER = {"run_id": "other", "controller": "other-host", "pid": 1, "user": "x"}
 
@@ -126,19 +131,24 @@ class PlaybookRun:
 
 
 class LocalEnv:
-    def __init__(self, run_dir, artifact_dir, **extra_vars):
-        """`extra_vars` add to or override the vars below (a module that runs the monitoring dashboard, say)."""
+    def __init__(self, run_dir, artifact_dir, port_offset=0, **extra_vars):
+        """`extra_vars` add to or override the vars below (a module that runs the monitoring dashboard, say);
+        `port_offset` moves every port of this environment (SECOND_ENV_OFFSET for one beside the session's)."""
         self.run_dir = run_dir
-        self.lb_url = "http://127.0.0.1:%d" % LB_PORT
+        self.lb_port = LB_PORT + port_offset
+        self.slot_ports = {color: port + port_offset for color, port in SLOT_PORTS.items()}
+        self.monitoring_port = MONITORING_PORT + port_offset
+        self.lb_url = "http://127.0.0.1:%d" % self.lb_port
+        self.baseline = None
         self.extra_vars = {
             "leanvibe_run_dir": run_dir,
-            "lb_listen": "127.0.0.1:%d" % LB_PORT,
-            "app_ports": SLOT_PORTS,
+            "lb_listen": "127.0.0.1:%d" % self.lb_port,
+            "app_ports": self.slot_ports,
             "app_artifact_dir": artifact_dir,
             "app_drain_timeout": 5,
             # Most modules need no dashboard: site.yml skips it, and deployment events to it are refused at once.
             "monitoring_enabled": False,
-            "monitoring_listen": "127.0.0.1:%d" % MONITORING_PORT,
+            "monitoring_listen": "127.0.0.1:%d" % self.monitoring_port,
         }
         self.extra_vars.update(extra_vars)
         self.vars_file = os.path.join(run_dir, "test-vars.json")
@@ -225,7 +235,7 @@ class LocalEnv:
         return {self.served_version() for _index in range(count)}
 
     def slot_version(self, color):
-        return self.get_json("http://127.0.0.1:%d/health" % SLOT_PORTS[color])["version"]
+        return self.get_json("http://127.0.0.1:%d/health" % self.slot_ports[color])["version"]
 
     def slot_answers(self, color):
         """The version a slot answers on its own port, or None when nothing listens."""
@@ -261,6 +271,45 @@ class LocalEnv:
         for key, what in (("live_weights", "the weights in nginx's memory"), ("nginx", "nginx's processes (a reload)"),
                           ("served", "the served versions")):
             assert after[key] == before[key], "%s changed: %r -> %r" % (what, before[key], after[key])
+
+    # --- the baseline every test may ask for -----------------------------------------------------------------------
+
+    def weights_path(self):
+        return self.path("nginx", "conf", "demo.weights")
+
+    def capture_baseline(self):
+        """What site.yml left (BASELINE_VERSION on blue at 100 %, a ledger of one release): the state reset() restores."""
+        assert self.slot_answers("blue") == BASELINE_VERSION and self.slot_answers("green") is None
+        self.baseline = {"ledger": read_bytes(self.ledger_path), "weights": read_bytes(self.weights_path()),
+                         "live_weights": self.live_weights()}
+
+    def at_baseline(self):
+        """Whether the environment is as capture_baseline() saw it (nothing is run to find out)."""
+        try:
+            return (read_bytes(self.ledger_path) == self.baseline["ledger"]
+                    and read_bytes(self.weights_path()) == self.baseline["weights"]
+                    and self.live_weights() == self.baseline["live_weights"]
+                    and self.slot_answers("blue") == BASELINE_VERSION and self.slot_answers("green") is None)
+        except OSError:
+            return False
+
+    def reset(self):
+        """Back to the baseline, doing only what differs: green stopped, the ledger's bytes put back, blue redeployed
+        with BASELINE_VERSION by site.yml if it runs another release, the weights set back to blue 100 %."""
+        if self.at_baseline():
+            return
+        if self.slot_answers("green") is not None:
+            rc, out = self.module("app-local", "leanvibe.deploy.canary_deploy",
+                                  {"app": "demo", "slot": "green", "base_dir": self.path("app"), "state": "stopped"})
+            assert rc == 0, out
+        write_bytes(self.ledger_path, self.baseline["ledger"])
+        if self.slot_answers("blue") != BASELINE_VERSION:
+            self.playbook("site.yml")
+        if read_bytes(self.weights_path()) != self.baseline["weights"] or self.live_weights() != self.baseline["live_weights"]:
+            self.playbook(os.path.join("tests", "integration", "playbooks", "reset_weights.yml"))
+        assert self.at_baseline(), "the reset left %r, not the baseline" % {
+            "weights": self.read_weights(), "live": self.live_weights(), "blue": self.slot_answers("blue"),
+            "green": self.slot_answers("green")}
 
     def stop(self):
         subprocess.run([sys.executable, os.path.join(REPO, "scripts", "stop_local.py"), self.run_dir], check=False, capture_output=True)
@@ -342,27 +391,39 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
     return None
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a long integration test; it still runs in `make test`")
-
-
 @pytest.fixture(scope="session")
 def artifact_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("artifacts"))
 
 
-@pytest.fixture(scope="module")
-def local_env(tmp_path_factory, artifact_dir):
-    """An environment brought up by site.yml (1.0.0 on blue), torn down after the module's tests."""
+@pytest.fixture(scope="session")
+def live_env(tmp_path_factory, artifact_dir):
+    """The worker's one environment, brought up by site.yml once, torn down at the end of the session."""
     env = LocalEnv(str(tmp_path_factory.mktemp("run")), artifact_dir)
     try:
         env.playbook("site.yml")
+        env.capture_baseline()
         yield env
     finally:
         env.stop()
         # Logs of a failed run help more than a clean tmp dir.
         if not os.environ.get("LEANVIBE_KEEP_RUN"):
             shutil.rmtree(env.run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def local_env(live_env):
+    """The session environment, at the baseline when the module starts (whatever ran before it)."""
+    live_env.reset()
+    return live_env
+
+
+@pytest.fixture
+def baseline_env(local_env):
+    """The session environment at the baseline when the test starts: BASELINE_VERSION on blue at 100 %, green
+    stopped, a ledger of one release. Cheap when the test before it left it so (most refusals do)."""
+    local_env.reset()
+    return local_env
 
 
 @pytest.fixture

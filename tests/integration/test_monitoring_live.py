@@ -12,16 +12,17 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, MONITORING_PORT, LocalEnv, Traffic, wait_for
+from conftest import BIN, MONITORING_PORT, SECOND_ENV_OFFSET, LocalEnv, Traffic, wait_for
 
-MONITOR_URL = "http://127.0.0.1:%d" % MONITORING_PORT
+# Its own environment beside the worker's session one, on ports of its own.
+MONITOR_URL = "http://127.0.0.1:%d" % (MONITORING_PORT + SECOND_ENV_OFFSET)
 TOKEN = "test-monitor-token"
 FAST = {"canary_step_pause_s": 2, "canary_abort_delay_s": 0}
 
 
 @pytest.fixture(scope="module")
 def monitored_env(tmp_path_factory, artifact_dir):
-    env = LocalEnv(str(tmp_path_factory.mktemp("run")), artifact_dir, monitoring_enabled=True, monitoring_token=TOKEN,
+    env = LocalEnv(str(tmp_path_factory.mktemp("run")), artifact_dir, SECOND_ENV_OFFSET, monitoring_enabled=True, monitoring_token=TOKEN,
                    monitoring_environments=[{"name": "local", "url": "{{ lb_url }}", "interval_s": 5, "mode": "quick",
                                              "api_key": "{{ app_api_key }}"}])
     try:
