@@ -432,3 +432,16 @@ def unchanged(local_env):
     before = local_env.observe()
     yield
     local_env.assert_unchanged(before)
+
+
+# Fixtures that bring up or use real processes: a test that asks for one is `live` (pytest.ini's markers).
+LIVE_FIXTURES = {"live_env", "local_env", "baseline_env", "monitored_env", "services"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & LIVE_FIXTURES:
+            item.add_marker(pytest.mark.live)
+        if "chromium" in fixtures:
+            item.add_marker(pytest.mark.browser)

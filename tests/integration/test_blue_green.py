@@ -5,6 +5,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from conftest import LB_PORT
 
 
@@ -85,6 +87,7 @@ class KeepAliveStream:
             thread.join(timeout=15)
 
 
+@pytest.mark.slow
 def test_switches_under_keepalive_load_fail_no_request(local_env):
     local_env.playbook("blue_green.yml", "-e", "app_version=2.0.0")
     with KeepAliveStream() as stream:

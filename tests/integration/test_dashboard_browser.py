@@ -23,6 +23,9 @@ import yaml
 from conftest import PORT_BASE
 from monitor_support import Png, ServiceProcess, dump_dom, ensure_chromium, http_json, parse_dom, port_is_free, screenshot
 
+# Real processes on loopback (pytest.ini's markers).
+pytestmark = [pytest.mark.live, pytest.mark.browser]
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
 MONITOR_PORT = PORT_BASE + 20

@@ -19,6 +19,9 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_actions imp
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger  # noqa: E402
 from ansible_collections.leanvibe.deploy.plugins.module_utils.run_identity import run_identity  # noqa: E402
 
+# Real processes on loopback (pytest.ini's markers).
+pytestmark = pytest.mark.live
+
 pytestmark = pytest.mark.live
 
 

@@ -28,6 +28,9 @@ if COLLECTIONS_ROOT not in sys.path:
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.probes import MODES, ProbeTarget, run_suite  # noqa: E402
 
+# Real processes on loopback (pytest.ini's markers).
+pytestmark = pytest.mark.live
+
 BIN = os.path.dirname(sys.executable)
 VERSION = "3.1.4"
 API_KEY = "integration-probe-key"
