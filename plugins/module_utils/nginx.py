@@ -247,6 +247,10 @@ class NginxControl:
             raise NginxError("nginx reload failed: %s" % ((err or out).strip() or "rc=%d" % rc))
 
 
+# The upstream options' defaults, in one place: nginx_upstream's argument spec, the rollback module (a conf that
+# names none) and roles/nginx_lb (which passes its variables only when they are set) all take them from here.
+UPSTREAM_DEFAULTS = {"keepalive": 32, "max_fails": 3, "fail_timeout": 5, "backup_other_color": True}
+
 # Options of every module that changes an LB's weights; documented by the leanvibe.deploy.nginx fragment.
 NGINX_ARGUMENT_SPEC = dict(
     conf_dir=dict(type="path", required=True),

@@ -48,7 +48,23 @@ _URL_RE = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
 
 
 class ProgramError(Exception):
-    """The program could not be brought to the wanted state; the message is one sentence (plus log tail)."""
+    """The program could not be brought to the wanted state; the message is one sentence (plus log tail).
+
+    ``reason`` is the sentence alone and ``log_tail`` the log's last lines, as result keys for callers to route on.
+    """
+
+    def __init__(self, reason, log_file=None, log_tail=None):
+        message = reason if log_tail is None else "%s Last lines of %s:\n%s" % (reason, log_file, log_tail)
+        super().__init__(message)
+        self.reason = reason
+        self.log_file = log_file
+        self.log_tail = log_tail
+
+    def result_keys(self):
+        keys = {"reason": self.reason}
+        if self.log_tail is not None:
+            keys["log_tail"] = self.log_tail
+        return keys
 
 
 def validate_program_name(name):
@@ -237,8 +253,9 @@ class ProgramManager:
         if not ok:
             log_tail = self.log_since(log_offset)
             self.restore(previous_program, running)
-            raise ProgramError("program %s did not become %s within %ss (%s); the program was put back as it was. Last lines of %s:\n%s" % (
-                spec.name, "healthy at %s" % spec.health_url if spec.health_url else "running", spec.health_timeout, detail, spec.log_file, log_tail))
+            raise ProgramError("program %s did not become %s within %ss (%s); the program was put back as it was." % (
+                spec.name, "healthy at %s" % spec.health_url if spec.health_url else "running", spec.health_timeout, detail),
+                log_file=spec.log_file, log_tail=log_tail)
         info = self.process_info() or {}
         atomic_write(spec.state_file, json.dumps(desired, indent=2, sort_keys=True) + "\n", mode=0o640)
         result["pid"] = info.get("pid")

@@ -30,6 +30,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_document im
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError, LockConflict
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
+    UPSTREAM_DEFAULTS,
     UpstreamFiles,
     WeightsDoc,
     apply_weights,
@@ -43,7 +44,6 @@ DEFAULT_REASON = "manual rollback"
 DEFAULT_SLOT_TIMEOUT = 2.0
 DEFAULT_CHECK_TIMEOUT = 10.0
 DEFAULT_CHECK_COUNT = 5
-DEFAULT_OPTIONS = {"keepalive": 32, "max_fails": 3, "fail_timeout": 5, "backup_other_color": True}
 SERVING_OUTCOMES = ("promoted", "deployed")
 _SERVER_RE = re.compile(r"^\s*server \S+ max_fails=(\d+) fail_timeout=(\d+)s;", re.MULTILINE)
 _KEEPALIVE_RE = re.compile(r"^\s*keepalive (\d+);", re.MULTILINE)
@@ -203,7 +203,7 @@ def check_lb(lb_url, version, count=DEFAULT_CHECK_COUNT, timeout=DEFAULT_CHECK_T
 
 def conf_options(app, members, conf_text, doc=None):
     """The upstream options the conf in place was rendered with, so the flip does not rewrite it (and stays live)."""
-    options = dict(DEFAULT_OPTIONS)
+    options = dict(UPSTREAM_DEFAULTS)
     if not conf_text:
         return options
     server = _SERVER_RE.search(conf_text)

@@ -140,6 +140,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError, validate_app_name
 from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
+    UPSTREAM_DEFAULTS,
     NginxError,
     WeightsDoc,
     apply_weights,
@@ -157,10 +158,10 @@ def main():
             stable_color=dict(type="str", choices=["blue", "green"]),
             canary_color=dict(type="str", choices=["blue", "green"]),
             members=dict(type="dict"),
-            keepalive=dict(type="int", default=32),
-            max_fails=dict(type="int", default=3),
-            fail_timeout=dict(type="int", default=5),
-            backup_other_color=dict(type="bool", default=True),
+            keepalive=dict(type="int", default=UPSTREAM_DEFAULTS["keepalive"]),
+            max_fails=dict(type="int", default=UPSTREAM_DEFAULTS["max_fails"]),
+            fail_timeout=dict(type="int", default=UPSTREAM_DEFAULTS["fail_timeout"]),
+            backup_other_color=dict(type="bool", default=UPSTREAM_DEFAULTS["backup_other_color"]),
         ),
         supports_check_mode=True,
     )

@@ -135,6 +135,17 @@ health:
   returned: when the program was (re)started
   type: dict
   sample: {"url": "http://127.0.0.1:5000/healthz", "elapsed_ms": 1412}
+reason:
+  description: Why the program could not be brought to the wanted state, in one sentence (C(msg) without the log tail).
+  returned: when the program did not become healthy or running
+  type: str
+  sample: "program leanvibe-monitor did not become healthy at http://127.0.0.1:5000/healthz within 30s (connection refused);
+    the program was put back as it was."
+log_tail:
+  description: The last lines the program logged during the failed (re)start.
+  returned: when the program did not become healthy or running
+  type: str
+  sample: "leanvibe-monitor: cannot bind 127.0.0.1:5000"
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -171,7 +182,9 @@ def main():
         result = manage(module.params, check_mode=module.check_mode)
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
-    except (ProgramError, SupervisorError) as exc:
+    except ProgramError as exc:
+        module.fail_json(msg=str(exc), log_file=exc.log_file, **exc.result_keys())
+    except SupervisorError as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg="program %s under %s: %s." % (module.params["name"], module.params["base_dir"], exc))

@@ -345,6 +345,9 @@ def test_unhealthy_restart_restores_previous_program_and_raises_with_log_tail(pr
                               % (NAME, program_env.health_url))
     log_part = message.split("Last lines of %s:\n" % spec.log_file, 1)[1]
     assert log_part.splitlines() == ["starting %s version 2" % NAME, "Traceback: version 2 cannot start"]
+    # The same parts as result keys, for callers that route on them rather than on the message's text.
+    assert exc.value.result_keys() == {"reason": message.split(" Last lines of ", 1)[0], "log_tail": log_part}
+    assert exc.value.log_file == spec.log_file
     replaces = sup.calls_named("replace_program")
     assert len(replaces) == 3 and replaces[2][2] == program_before
     assert sup.read_program(NAME) == program_before
