@@ -147,8 +147,9 @@ changelog: venv collection
 	$(BIN)/antsibull-changelog release --version $$(sed -n 's/^version: *//p' galaxy.yml) --update-existing
 
 .PHONY: sanity lint
-# ansible-test sanity on a copy synced to .cache/sanity/ansible_collections/leanvibe/deploy (offline get-pip stand-in).
-sanity: venv
+# ansible-test sanity on the built tarball's content, in .cache/sanity/ansible_collections/leanvibe/deploy
+# (offline get-pip stand-in); shellcheck from `tools` so that its test runs.
+sanity: venv tools
 	scripts/ansible-test-sanity.sh
 
 # ruff over every Python file of the repository (ruff.toml).
@@ -157,8 +158,10 @@ ruff: venv
 	$(BIN)/ruff check .
 
 # ansible-lint, production profile, offline (.ansible-lint); the .collections link resolves leanvibe.deploy.*.
-lint: venv collection
+# shellcheck for the repository's own shell scripts, which do not ship (ansible-test checks what does).
+lint: venv collection tools
 	$(BIN)/ansible-lint
+	shellcheck scripts/*.sh .ci/run
 
 # One scenario per role: driver `default`, local connection, converge + idempotence + verify.
 molecule: venv collection

@@ -4,13 +4,12 @@
 #   scripts/ansible-test-sanity.sh [extra ansible-test sanity options]
 #   e.g. scripts/ansible-test-sanity.sh --test validate-modules
 #
-# - ansible-test needs the collection at .../ansible_collections/leanvibe/deploy,
-#   so the collection files of this checkout (git ls-files -co --exclude-standard,
-#   without demo_service/ bench/ python_runner/ .ci/ scripts/) are synced to
-#   .cache/sanity/ansible_collections/leanvibe/deploy (stale files are deleted,
-#   tests/output with ansible-test's cached venvs is kept). The copy gets an empty
-#   git repository of its own, else ansible-test finds the enclosing checkout
-#   (which ignores .cache/) and skips every target.
+# - Sanity checks what ships: the collection tarball is built (ansible-galaxy collection
+#   build, galaxy.yml's build_ignore applies) and its content synced to
+#   .cache/sanity/ansible_collections/leanvibe/deploy, where ansible-test needs it (stale
+#   files are deleted, tests/output with ansible-test's cached venvs is kept). The copy
+#   gets an empty git repository of its own, else ansible-test finds the enclosing
+#   checkout (which ignores .cache/) and skips every target.
 # - `--venv` bootstraps pip with a get-pip script from ci-files.testing.ansible.com
 #   unless ~/.ansible/test/cache/get_pip_<ver>.py exists (ansible/ansible#77304);
 #   scripts/sanity_get_pip.py is installed there as an offline stand-in.

@@ -2,9 +2,10 @@
 
 1. Install scripts/sanity_get_pip.py as the get-pip script that ansible-test looks
    for in ~/.ansible/test/cache, so `--venv` never downloads it.
-2. Sync the collection files of the checkout (git ls-files -co --exclude-standard,
-   minus the tooling folders) into <dest>, which must end in
-   ansible_collections/<namespace>/<name>: ansible-test only works from there.
+2. Build the collection tarball (`ansible-galaxy collection build`, galaxy.yml's
+   build_ignore applies) and sync its content into <dest>, which must end in
+   ansible_collections/<namespace>/<name>: sanity checks what ships, as Galaxy and
+   Automation Hub check it, and ansible-test only works from there.
 
 Usage: python sanity_prepare.py <repo root> <dest>
 Run it with the interpreter that has ansible-core (ansible_test) installed.
@@ -16,10 +17,8 @@ import re
 import shutil
 import subprocess
 import sys
-
-# Top-level folders of the repository that are tooling, not collection content.
-EXCLUDED_TOP_DIRS = ('demo_service', 'bench', 'python_runner', '.ci', 'scripts',
-                     '.cache')  # .cache holds the copy itself (git-ignored; excluded in case it gets tracked)
+import tarfile
+import tempfile
 
 # Kept in <dest> between runs: ansible-test's results and cached virtual environments,
 # and the (empty) git repository created by init_git().
@@ -67,21 +66,23 @@ def install_get_pip(stand_in):
     print('sanity: installed offline get-pip stand-in as %s' % cache_path)
 
 
-def collection_files(repo):
-    output = subprocess.run(
-        ['git', '-C', repo, 'ls-files', '-z', '--cached', '--others', '--exclude-standard'],
-        check=True, stdout=subprocess.PIPE).stdout.decode('utf-8', 'surrogateescape')
+def build_tarball(repo, folder):
+    """`ansible-galaxy collection build` of <repo> into <folder>; returns the tarball's path."""
+    ansible_galaxy = os.path.join(os.path.dirname(sys.executable), 'ansible-galaxy')
+    subprocess.run([ansible_galaxy, 'collection', 'build', repo, '--output-path', folder, '--force'],
+                   check=True, stdout=subprocess.DEVNULL)
+    built = [name for name in os.listdir(folder) if name.endswith('.tar.gz')]
+    if len(built) != 1:
+        raise SystemExit('expected one collection tarball in %s, found %s' % (folder, built))
+    return os.path.join(folder, built[0])
 
-    files = set()
-    for path in output.split('\0'):
-        if not path or path.split('/')[0] in EXCLUDED_TOP_DIRS:
-            continue
-        if any(path == keep or path.startswith(keep + '/') for keep in PRESERVED):
-            continue
-        if not os.path.lexists(os.path.join(repo, path)):
-            continue  # tracked but deleted in the working tree
-        files.add(path)
-    return files
+
+def extract(tarball, folder):
+    """Extract the tarball into <folder>; returns the relative paths of its files and links."""
+    with tarfile.open(tarball) as archive:
+        members = [member for member in archive.getmembers() if not member.isdir()]
+        archive.extractall(folder, filter='data')
+    return {member.name for member in members}
 
 
 def same(src, dst):
@@ -101,12 +102,13 @@ def remove(path):
         os.unlink(path)
 
 
-def sync(repo, dest):
+def sync(source, files, dest):
+    """Make <dest> hold exactly <files> (relative paths) of <source>, keeping PRESERVED."""
     parts = os.path.normpath(dest).split(os.sep)
     if len(parts) < 3 or parts[-3] != 'ansible_collections':
         raise SystemExit('destination must end in ansible_collections/<namespace>/<name>: %s' % dest)
 
-    files = collection_files(repo)
+    files = {path for path in files if not any(path == keep or path.startswith(keep + '/') for keep in PRESERVED)}
     os.makedirs(dest, exist_ok=True)
 
     # delete what is no longer part of the collection; never descend into PRESERVED
@@ -134,7 +136,7 @@ def sync(repo, dest):
 
     copied = 0
     for rel in sorted(files):
-        src = os.path.join(repo, rel)
+        src = os.path.join(source, rel)
         dst = os.path.join(dest, rel)
         if same(src, dst):
             continue
@@ -147,7 +149,7 @@ def sync(repo, dest):
             shutil.copy2(src, dst)
         copied += 1
 
-    print('sanity: %s holds %d collection files (%d updated)' % (dest, len(files), copied))
+    print('sanity: %s holds the %d files of the collection tarball (%d updated)' % (dest, len(files), copied))
     return files
 
 
@@ -189,13 +191,16 @@ def init_git(dest, files):
                    cwd=dest, input='\0'.join(sorted(files)).encode('utf-8', 'surrogateescape'), check=True)
 
 
-
 def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     repo, dest = (os.path.abspath(arg) for arg in sys.argv[1:])
     install_get_pip(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sanity_get_pip.py'))
-    files = sync(repo, dest)
+    with tempfile.TemporaryDirectory(prefix='leanvibe-sanity-') as work:
+        tarball = build_tarball(repo, os.path.join(work, 'build'))
+        content = os.path.join(work, 'content')
+        files = extract(tarball, content)
+        files = sync(content, files, dest)
     init_git(dest, files)
 
 
