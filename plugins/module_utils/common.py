@@ -9,14 +9,17 @@ bad argument fails with one sentence and leaves the host exactly as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 
 COLORS = ("blue", "green")
 
+# The release version pattern of the whole product (playbooks, roles and the runner call the validators below).
 # fullmatch everywhere: `$` would also accept a trailing newline.
-_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}"
+_VERSION_RE = re.compile(VERSION_PATTERN)
 _APP_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _SERVER_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252}):([0-9]{1,5})")
 _PLAIN_PATH_RE = re.compile(r"/[A-Za-z0-9._/+@-]*")
@@ -36,6 +39,21 @@ def validate_version(version):
         raise ValidationError(
             "version %r is not valid: use letters, digits, '.', '_', '+' or '-', starting with a letter or digit, at most 64 characters." % version)
     return version
+
+
+def validate_release_version(value, what="version", how=""):
+    """A release version given by a user (-e, a survey): text or a whole number, nothing YAML turned into something else.
+
+    `what` names the input in the sentence, `how` says how to give it (e.g. "given (-e app_version=X) as").
+    """
+    # null, true or 2.10 would deploy "None", "True" or "2.1".
+    # '..' is refused too, as the ledger refuses it (validate_version).
+    if (isinstance(value, bool) or not isinstance(value, (str, int)) or not _VERSION_RE.fullmatch(str(value))
+            or ".." in str(value)):
+        raise ValidationError(
+            "%s must be %sletters, digits, '.', '_', '+' or '-' (1 to 64, starting with a letter or digit, no '..'), without"
+            " path separators or spaces (got %s)." % (what, how.strip() + " " if how.strip() else "", json.dumps(value, default=str)))
+    return str(value)
 
 
 def validate_color(color, what="slot"):

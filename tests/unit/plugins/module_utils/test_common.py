@@ -339,3 +339,36 @@ def test_restore_file_removes_a_file_that_did_not_exist(tmp_path):
     assert not target.exists()
     restore_file(str(target), None)  # and is a no-op when it is already gone
     assert not target.exists()
+
+
+# --- release versions given by a user (the one pattern of the product) --------------------
+
+
+@pytest.mark.parametrize("version, expected", [("1.0.0", "1.0.0"), ("2.0.0-rc.1", "2.0.0-rc.1"), ("v2_beta+7", "v2_beta+7"),
+                                               (3, "3"), ("A" * 64, "A" * 64)])
+def test_validate_release_version_accepts_text_and_whole_numbers(version, expected):
+    assert common.validate_release_version(version) == expected
+
+
+@pytest.mark.parametrize("version, shown", [
+    ("../x", '"../x"'), ("", '""'), ("1.0 beta", '"1.0 beta"'), ("a/b", '"a/b"'), ("a\\b", '"a\\\\b"'), ("1..2", '"1..2"'),
+    ("1.0\n", '"1.0\\n"'), (".hidden", '".hidden"'), ("-flag", '"-flag"'), ("A" * 65, '"%s"' % ("A" * 65)),
+    (None, "null"), (True, "true"), (2.1, "2.1"), (["1.0"], '["1.0"]'), ({"v": 1}, '{"v": 1}'),
+])
+def test_validate_release_version_refuses_with_one_sentence_naming_the_input(version, shown):
+    with pytest.raises(ValueError) as caught:
+        common.validate_release_version(version, "app_version", "given (-e app_version=X) as")
+    message = str(caught.value)
+    assert message.startswith("app_version must be given (-e app_version=X) as letters, digits, '.', '_', '+' or '-'"), message
+    assert "without path separators or spaces" in message
+    assert message.endswith("(got %s)." % shown), message
+
+
+def test_validate_release_version_without_a_hint():
+    with pytest.raises(ValidationError) as caught:
+        common.validate_release_version("a b", "target_version")
+    assert str(caught.value).startswith("target_version must be letters, digits")
+
+
+def test_validate_version_and_validate_release_version_share_the_pattern():
+    assert common.VERSION_PATTERN == common._VERSION_RE.pattern
