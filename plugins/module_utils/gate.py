@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: LeanVibe Deploy engineers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The gate of one rollout step (module rollout_gate): probes through the LB, the step's traffic, the operator's abort.
+
+The probes run here (module_utils/probes.py); the traffic is judged on each LB by traffic_analysis
+(module_utils/traffic.py), whose results come in as data, since the access logs live on the LBs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.traffic import VERDICTS
+
+ABORTED = "aborted by the operator"
+
+
+def _utc_iso(epoch):
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
+
+
+def validate_weight(weight):
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+        raise ValidationError("weight must be a whole percentage from 0 to 100, not %r." % (weight,))
+    return weight
+
+
+def validate_analyses(analyses):
+    """traffic_analysis results (one per LB): each a mapping with a verdict and a list of reasons."""
+    if analyses is None:
+        return []
+    if not isinstance(analyses, list):
+        raise ValidationError("analyses must be a list of traffic_analysis results, not %r." % (analyses,))
+    clean = []
+    for index, analysis in enumerate(analyses, 1):
+        if not isinstance(analysis, dict) or analysis.get("verdict") not in VERDICTS:
+            raise ValidationError("analysis %d is not a traffic_analysis result: it needs a verdict of %s." % (
+                index, ", ".join(VERDICTS)))
+        reasons = analysis.get("reasons") or []
+        if not isinstance(reasons, list):
+            raise ValidationError("analysis %d: reasons must be a list." % index)
+        clean.append({"verdict": analysis["verdict"], "reasons": [str(reason) for reason in reasons],
+                      "host": analysis.get("host")})
+    return clean
+
+
+def combine_analyses(analyses):
+    """One verdict for the step's traffic over every LB: fail beats inconclusive beats pass; no analysis passes."""
+    verdicts = [analysis["verdict"] for analysis in analyses]
+    verdict = "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts else "pass")
+    failed = [reason for analysis in analyses if analysis["verdict"] == "fail" for reason in analysis["reasons"]]
+    return {"verdict": verdict, "reasons": failed, "lbs": len(analyses), "by_lb": analyses}
+
+
+def judge(weight, step, probes=None, analyses=None, aborted=False, now=None):
+    """The gate's result: passed, verdict, weight, step, reasons, checked_at, probes, analysis, verdicts, msg.
+
+    `probes` is a probes.run_suite report (or None when no probe ran), `analyses` traffic_analysis results.
+    Reasons read as before this module: "aborted by the operator", "probes: <suite message>", "traffic: <reason>".
+    """
+    weight = validate_weight(weight)
+    analysis = combine_analyses(validate_analyses(analyses))
+    reasons = [ABORTED] if aborted else []
+    if probes is not None and not probes["passed"]:
+        reasons.append("probes: " + probes["msg"])
+    reasons.extend("traffic: " + reason for reason in analysis["reasons"])
+    checked = time.time() if now is None else now
+    passed = not reasons
+    if passed:
+        msg = "gate passed at %d %%" % weight
+    else:
+        msg = "gate failed at %d %%: %s" % (weight, "; ".join(reasons))
+    return {
+        "passed": passed,
+        "verdict": "pass" if passed else "fail",
+        "weight": weight,
+        "step": step,
+        "reasons": reasons,
+        "aborted": bool(aborted),
+        "checked_at": _utc_iso(checked),
+        "checked_at_epoch": round(checked, 3),
+        "probes": list(probes["probes"]) if probes is not None else [],
+        "probe_summary": {key: probes[key] for key in ("passed", "mode", "url", "success_rate", "failed_probes", "msg")
+                          if key in probes} if probes is not None else None,
+        "analysis": analysis,
+        # What the ledger records for the step.
+        "verdicts": {"probes": "pass" if probes is None or probes["passed"] else "fail", "analysis": analysis["verdict"]},
+        "msg": msg,
+    }
+
+
+def aborted(abort_file):
+    """Whether the operator asked to abort: the abort file (on the host that runs the gate) exists."""
+    return bool(abort_file) and os.path.exists(abort_file)
