@@ -9,19 +9,14 @@ The probes run here (module_utils/probes.py); the traffic is judged on each LB b
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso_from_epoch
 from ansible_collections.leanvibe.deploy.plugins.module_utils.traffic import VERDICTS
 
 ABORTED = "aborted by the operator"
-
-
-def _utc_iso(epoch):
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 
 def validate_weight(weight):
@@ -82,7 +77,7 @@ def judge(weight, step, probes=None, analyses=None, aborted=False, now=None):
         "step": step,
         "reasons": reasons,
         "aborted": bool(aborted),
-        "checked_at": _utc_iso(checked),
+        "checked_at": iso_from_epoch(checked),
         "checked_at_epoch": round(checked, 3),
         "probes": list(probes["probes"]) if probes is not None else [],
         "probe_summary": {key: probes[key] for key in ("passed", "mode", "url", "success_rate", "failed_probes", "msg")

@@ -16,8 +16,8 @@ description:
     M(leanvibe.deploy.traffic_analysis) result per load balancer, given in O(analyses).
   - The gate fails when the operator aborted (O(abort_file) exists), when the probe suite failed, or when any analysis
     has the verdict C(fail). An inconclusive analysis does not fail the gate.
-  - A failed gate fails the task, with RV(msg) C(gate failed at <weight> %: <reasons>) and every other key of the
-    result, so that a C(rescue) routes on C(ansible_failed_result) and rolls back without a task in between.
+  - "A failed gate fails the task, with RV(msg) C(gate failed at <weight> %: <reasons>) and every other key of the
+    result, so that a C(rescue) routes on C(ansible_failed_result) and rolls back without a task in between."
   - Read-only; it never reports a change.
 author:
   - LeanVibe Deploy engineers (@leanvibe)

@@ -83,8 +83,8 @@ options:
     type: str
   analysis:
     description:
-      - Limits of the traffic analysis (see M(leanvibe.deploy.traffic_analysis)) merged into each step's C(analysis),
-        over C({min_requests: 20, insufficient_data: inconclusive}).
+      - "Limits of the traffic analysis (see M(leanvibe.deploy.traffic_analysis)) merged into each step's C(analysis),
+        over C({min_requests: 20, insufficient_data: inconclusive})"
     type: dict
   abort_delay_s:
     description:
@@ -215,7 +215,8 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger import Ledger, LedgerError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError
+from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
 from ansible_collections.leanvibe.deploy.plugins.module_utils.plan import STRATEGIES, plan_rollout, validate_inputs
 
 
