@@ -40,6 +40,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     validate_port,
     validate_version,
 )
+from ansible_collections.leanvibe.deploy.plugins.module_utils.health import judge as judge_health
 from ansible_collections.leanvibe.deploy.plugins.module_utils.supervisor import (
     Supervisor,
     SupervisorError,
@@ -114,16 +115,7 @@ def check_health(url, version=None, timeout=2.0):
         return False, "HTTP %d" % exc.code
     except (OSError, ValueError) as exc:
         return False, str(getattr(exc, "reason", exc))
-    if status != 200:
-        return False, "HTTP %d" % status
-    if version is not None:
-        try:
-            served = json.loads(body.decode("utf-8")).get("version")
-        except (ValueError, AttributeError):
-            return False, "health body is not JSON with a version"
-        if str(served) != str(version):
-            return False, "serves version %s, not %s" % (served, version)
-    return True, "HTTP 200"
+    return judge_health(status, body, version)
 
 
 def tail(path, lines=20):
