@@ -7,6 +7,9 @@ The order is chosen for speed: read the ledger and the nginx state (local files)
 target color answers its health URL with the target version (concurrently, a couple of seconds at most), flip the
 weights (live through the Lua admin socket: milliseconds), and only then write the ledger and run the slower check
 through the LB. A release that is not warm is not flipped to: the caller redeploys it and calls again.
+
+Every decision the playbook routes on is a result key: needs_redeploy, already_clean, status, rolled_back, and the
+deployment event to announce (None when traffic did not move).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     other_color,
     read_text,
     validate_app_name,
-    validate_version,
+    validate_release_version,
 )
 from ansible_collections.leanvibe.deploy.plugins.module_utils.deploy_lock import conflict_message, describe_holder, holds, lock_is_stale, validate_holder
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_document import close_in_progress, known_versions, new_id
@@ -37,10 +40,15 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.nginx import (
     read_state,
     render_upstreams,
 )
-from ansible_collections.leanvibe.deploy.plugins.module_utils.slot import check_health
+from ansible_collections.leanvibe.deploy.plugins.module_utils.health import check_health
 from ansible_collections.leanvibe.deploy.plugins.module_utils.timeutil import iso, parse_iso, seconds_between, to_ms, utcnow
 
 DEFAULT_REASON = "manual rollback"
+EMERGENCY_REASON = "emergency rollback"
+# A canary or blue-green run (its published leanvibe_result) that ended in one of these phases left traffic on the
+# stable release: rolling back after it would go one release too far.
+CLEAN_PHASES = ("rolled_back", "failed_clean", "planned", "checked", "unchanged")
+DEPLOY_COMMANDS = ("canary", "blue-green")
 DEFAULT_SLOT_TIMEOUT = 2.0
 DEFAULT_CHECK_TIMEOUT = 10.0
 DEFAULT_CHECK_COUNT = 5
@@ -65,9 +73,14 @@ class RollbackSpec:
         self.environment = params["environment"]
         self.ledger = Ledger(params["ledger"], self.app, self.environment)
         target = params.get("target_version")
-        self.target_version = validate_version(target) if target not in (None, "") else None
-        self.reason = str(params.get("reason") or DEFAULT_REASON)
+        # Empty or null: the previous stable release. Text or a whole number otherwise (YAML's 2.10 is not "2.10").
+        self.target_version = None if target in (None, "") else validate_release_version(target, "target_version")
         self.emergency = bool(params.get("emergency"))
+        self.reason = str(params.get("reason") or (EMERGENCY_REASON if self.emergency else DEFAULT_REASON))
+        previous = params.get("previous_run")
+        # Anything but a mapping (nothing was passed on, or something else) says nothing about the run before.
+        self.previous_run = previous if isinstance(previous, dict) else None
+        self.redeploy_errors = [str(error) for error in params.get("redeploy_errors") or []]
         self.autonomous = bool(params.get("autonomous"))
         self.holder = validate_holder(params["holder"]) if params.get("holder") else None
         self.detected_at = validate_detected_at(params.get("detected_at"))
@@ -105,6 +118,42 @@ def validate_detected_at(value):
     if not (seconds > 0 and seconds < 1e11):
         raise ValidationError("detected_at must be an ISO 8601 time or seconds since the epoch, not %r." % (value,))
     return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+
+
+def already_clean(spec, doc):
+    """Why nothing needs to move, or None: without a target version, the canary or blue-green run before this one
+    (spec.previous_run, which an AWX workflow passes on from the failed node) already left traffic on the stable
+    release."""
+    previous = spec.previous_run or {}
+    if spec.target_version or previous.get("command") not in DEPLOY_COMMANDS or previous.get("phase") not in CLEAN_PHASES:
+        return None
+    serving = (doc.get("versions") or {}).get(doc.get("active_color"))
+    return "the %s of %s had already left traffic on %s" % (previous["command"], previous.get("version") or "?", serving)
+
+
+def deploy_event(spec, result):
+    """The deployment event of a rollback that moved traffic to another release (None otherwise), as the webhooks take it."""
+    if not result["rolled_back"]:
+        return None
+    return {
+        "event": "rollback", "version": result["from_version"], "to_version": result["to_version"],
+        "weights": {result["to_version"]: 100}, "reasons": [result["reason"]], "rollback_ms": result.get("duration_ms"),
+        "text": "%s rolled back in %s from %s to %s" % (spec.app, spec.environment, result["from_version"], result["to_version"]),
+        "app": spec.app, "environment": spec.environment, "at": iso(utcnow()),
+    }
+
+
+def finish(spec, result, check_mode=False):
+    """The outcome keys every result carries: the status to publish, whether traffic moved to another release, the
+    event to announce."""
+    result.setdefault("already_clean", False)
+    if result["needs_redeploy"]:
+        result.update(rolled_back=False, status="needs_redeploy")
+    else:
+        moved = result["to_version"] != result["from_version"]
+        result.update(rolled_back=moved, status="rolled_back" if moved else "unchanged")
+    result["event"] = None if check_mode else deploy_event(spec, result)
+    return result
 
 
 def rollback_record(spec, begun, flipped_wall, duration_ms):
@@ -227,7 +276,12 @@ def _weights_view(doc):
 
 def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wall=None):
     """Roll `spec.app` back; returns the module result. Raises ValidationError or LedgerError before anything changed,
-    LockConflict when another run holds the deploy lock (and not an emergency), RollbackError after the flip."""
+    LockConflict when another run holds the deploy lock (and not an emergency), RollbackError when the redeploy of the
+    target failed (nothing changed) or after the flip."""
+    return finish(spec, _rollback(spec, nginx, admin, check_mode, started, started_wall), check_mode)
+
+
+def _rollback(spec, nginx, admin, check_mode, started, started_wall):
     started = time.monotonic() if started is None else started
     started_wall = time.time() if started_wall is None else started_wall
     app, where = spec.app, "%s in %s" % (spec.app, spec.environment)
@@ -236,6 +290,17 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
         spec.ledger.check_folder(write=False)
         raise LedgerError("ledger %s does not exist, so %s has no release to roll back to." % (spec.ledger.path, where))
     doc = spec.ledger.read()
+    clean = already_clean(spec, doc)
+    if clean:
+        color = doc.get("active_color")
+        serving = (doc.get("versions") or {}).get(color)
+        return {
+            "changed": False, "app": app, "environment": spec.environment, "reason": clean, "from_version": serving,
+            "from_color": color, "to_version": serving, "to_color": color, "target_color": None,
+            "target_source": "the run before", "needs_redeploy": False, "already_clean": True, "method": "none",
+            "entry": None, "check": None, "warm": {}, "before": None, "after": None, "duration_ms": 0,
+            "total_ms": to_ms(time.monotonic() - started), "msg": "nothing to roll back: %s" % clean,
+        }
     files = UpstreamFiles(spec.conf_dir, app)
     state = read_state(files)
     if state is None:
@@ -262,6 +327,12 @@ def rollback(spec, nginx, admin=None, check_mode=False, started=None, started_wa
         "target_color": None, "target_source": source, "needs_redeploy": False, "method": "none", "entry": None,
         "check": None, "warm": {}, "before": _weights_view(before), "after": _weights_view(before),
     }
+
+    if spec.redeploy_errors:
+        # The playbook redeployed the target after our needs_redeploy, and it failed on some app hosts.
+        result["total_ms"] = to_ms(time.monotonic() - started)
+        raise RollbackError("%s %s did not redeploy, traffic stays on %s: %s" % (
+            app, target, serving_version, "; ".join(spec.redeploy_errors)), result)
 
     candidates = colors_running(doc, target, prefer=serving_color)
     at_full = [color for color in candidates if before.weights[color] == 100 and before.canary is None]

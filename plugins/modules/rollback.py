@@ -33,6 +33,14 @@ description:
     serves 100 % of the traffic, nothing changes.
   - When another run holds the deploy lock, the rollback fails naming it (RV(lock_held_by)), unless O(emergency=true),
     which takes the lock over, or the lock is stale, or O(holder) is its holder.
+  - With O(previous_run), the published result of the canary or blue-green run before this one (an AWX workflow passes
+    it on from the failed node), and no O(target_version), nothing moves when that run already left traffic on the
+    stable release (RV(already_clean)), since rolling back again would go one release too far.
+  - With O(redeploy_errors), the target release failed to redeploy after an earlier RV(needs_redeploy); the module fails
+    with them, and nothing changes.
+  - When traffic moved to another release, the rollback's deployment event (RV(event)) goes to O(webhooks) from a
+    process of its own on the controller, started after the module returned; the task does not wait for it, and a
+    webhook that fails or is slow never fails the rollback.
 author:
   - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
@@ -59,12 +67,38 @@ options:
     type: path
     required: true
   target_version:
-    description: Version to go back to. Defaults to the previous stable release from the ledger (see the description).
-    type: str
+    description:
+      - Version to go back to. Defaults to the previous stable release from the ledger (see the description); so does an
+        empty value.
+      - Text or a whole number, as a user gives it (C(-e), a survey); letters, digits, C(.), C(_), C(+) or C(-), without
+        path separators or spaces. Any other value (V(true), or V(2.10), which YAML reads as the number 2.1) is refused.
+    type: raw
   reason:
-    description: Why, in plain words; recorded in the ledger's history.
+    description:
+      - Why, in plain words; recorded in the ledger's history.
+      - Defaults to C(emergency rollback) with O(emergency=true), C(manual rollback) otherwise.
     type: str
-    default: manual rollback
+  previous_run:
+    description:
+      - The C(leanvibe_result) that the run before this one published (set_stats), when there was one. After a canary or
+        blue-green run whose phase is C(rolled_back), C(failed_clean), C(planned), C(checked) or C(unchanged), and
+        without O(target_version), nothing moves (RV(already_clean)).
+      - Anything but a mapping is ignored.
+    type: raw
+  redeploy_errors:
+    description:
+      - Why the target release did not redeploy on app hosts, one sentence each, after an earlier call said
+        RV(needs_redeploy). When not empty, the module fails with them and changes nothing.
+    type: list
+    elements: str
+  webhooks:
+    description:
+      - Where the rollback's deployment event (RV(event)) goes when traffic moved to another release; URLs, or mappings
+        with C(url) and C(headers) (the dashboard's C(/api/events) with its token).
+      - Each gets a JSON POST with a timeout of 5 seconds from a detached process on the controller; the task does not
+        wait for it. Not passed to the host.
+    type: list
+    elements: raw
   emergency:
     description: Skip the check through the LB after the flip, and take over any deploy lock.
     type: bool
@@ -142,6 +176,23 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "redeploy {{ rollback.to_version }} to {{ rollback.target_color }}"
   when: rollback.needs_redeploy
+
+- name: Emergency rollback after a failed canary node of an AWX workflow, announced without waiting
+  leanvibe.deploy.rollback:
+    app: demo
+    environment: production
+    ledger: /var/lib/leanvibe/state/demo.ledger.json
+    emergency: true
+    previous_run: "{{ leanvibe_result | default(none) }}"
+    webhooks: "{{ deploy_webhooks }}"
+    conf_dir: /etc/nginx/leanvibe
+    admin_socket: /run/leanvibe/nginx-admin.sock
+  register: rollback
+
+- name: Publish what happened
+  ansible.builtin.set_stats:
+    data:
+      leanvibe_result: {command: rollback, status: "{{ rollback.status }}", rolled_back: "{{ rollback.rolled_back }}"}
 
 - name: Emergency rollback of a failed canary, to a given version
   leanvibe.deploy.rollback:
@@ -269,6 +320,38 @@ lock_held_by:
   returned: on a lock conflict
   type: dict
   sample: {"run_id": "6f1c0c2e9d3a4b7f8e21c4a5b6d7e8f9", "controller": "ctl", "pid": 1234, "user": "deploy"}
+already_clean:
+  description: Whether nothing moved because the run before (O(previous_run)) already left traffic on the stable release.
+  returned: always
+  type: bool
+  sample: false
+status:
+  description:
+    - V(rolled_back) when traffic moved to another release, V(unchanged) when it did not (it already served the target,
+      or RV(already_clean)), V(needs_redeploy) when the target must be redeployed first.
+  returned: success
+  type: str
+  sample: rolled_back
+rolled_back:
+  description: Whether traffic moved to another release (RV(to_version) is not RV(from_version)).
+  returned: success
+  type: bool
+  sample: true
+event:
+  description:
+    - The deployment event of a rollback that moved traffic (C(event), C(version), C(to_version), C(weights),
+      C(reasons), C(rollback_ms), C(text), C(app), C(environment), C(at)), as O(webhooks) receive it; null otherwise, and
+      in check mode.
+  returned: success
+  type: dict
+  sample: {"event": "rollback", "version": "2.1.0", "to_version": "2.0.0", "weights": {"2.0.0": 100},
+           "reasons": ["manual rollback"], "rollback_ms": 14, "text": "demo rolled back in production from 2.1.0 to 2.0.0",
+           "app": "demo", "environment": "production", "at": "2026-11-27T05:01:01.131Z"}
+notified:
+  description: How many O(webhooks) the detached sender was started for (0 when there was no RV(event) or no webhook).
+  returned: success
+  type: int
+  sample: 1
 msg:
   description: What happened, in one sentence.
   returned: always
@@ -294,8 +377,12 @@ def main():
             app=dict(type="str", required=True),
             environment=dict(type="str", required=True),
             ledger=dict(type="path", required=True),
-            target_version=dict(type="str"),
-            reason=dict(type="str", default="manual rollback"),
+            target_version=dict(type="raw"),
+            reason=dict(type="str"),
+            previous_run=dict(type="raw"),
+            redeploy_errors=dict(type="list", elements="str"),
+            # Taken out by the action plugin, which sends the event from the controller; never reaches the host.
+            webhooks=dict(type="list", elements="raw", no_log=True),
             emergency=dict(type="bool", default=False),
             autonomous=dict(type="bool", default=False),
             detected_at=dict(type="str"),

@@ -351,3 +351,94 @@ def test_check_mode_predicts_and_writes_nothing(site):
     assert (result["changed"], result["method"], result["to_color"]) == (True, "live", "blue")
     assert result["entry"] is None
     assert site.files() == files and site.admin.puts == []
+
+
+# --- what the playbook routes on: validation, the run before, the redeploy, the outcome ---------------------------------
+
+@pytest.mark.parametrize("value, shown", [
+    ("../x", '"../x"'), ("1.0 beta", '"1.0 beta"'), ("a/b", '"a/b"'), (True, "true"), (2.1, "2.1"), ([1], "[1]"),
+])
+def test_target_version_that_is_no_version_is_refused_in_one_sentence(site, value, shown):
+    with pytest.raises(ValidationError) as exc:
+        RollbackSpec(site.params(target_version=value))
+    message = str(exc.value)
+    assert message.startswith("target_version must be letters, digits, '.', '_', '+' or '-'"), message
+    assert message.endswith("without path separators or spaces (got %s)." % shown), message
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("", None), ("1.0.0", "1.0.0"), (3, "3")])
+def test_target_version_empty_means_the_previous_release_and_a_whole_number_is_text(site, value, expected):
+    assert RollbackSpec(site.params(target_version=value)).target_version == expected
+
+
+def test_reason_defaults_by_emergency(site):
+    assert RollbackSpec(site.params(reason=None)).reason == "manual rollback"
+    assert RollbackSpec(site.params(reason=None, emergency=True)).reason == "emergency rollback"
+    assert RollbackSpec(site.params(reason="5xx", emergency=True)).reason == "5xx"
+
+
+def test_warm_flip_says_rolled_back_and_carries_its_event(site):
+    result = rollback(RollbackSpec(site.params(reason=None, emergency=True)), site.nginx, site.admin)
+    assert (result["status"], result["rolled_back"], result["already_clean"]) == ("rolled_back", True, False)
+    event = result["event"]
+    assert {key: value for key, value in event.items() if key != "at"} == {
+        "event": "rollback", "version": "2.0.0", "to_version": "1.0.0", "weights": {"1.0.0": 100},
+        "reasons": ["emergency rollback"], "rollback_ms": result["duration_ms"],
+        "text": "demo rolled back in local from 2.0.0 to 1.0.0", "app": "demo", "environment": "local"}
+    assert parse_iso(event["at"])
+
+
+def test_nothing_moved_is_unchanged_without_event(site):
+    result = rollback(RollbackSpec(site.params(target_version="2.0.0")), site.nginx, site.admin)
+    assert (result["status"], result["rolled_back"], result["event"]) == ("unchanged", False, None)
+
+
+def test_needs_redeploy_is_its_own_status_without_event(site):
+    site.blue.stop()
+    result = rollback(RollbackSpec(site.params()), site.nginx, site.admin)
+    assert (result["status"], result["rolled_back"], result["event"], result["needs_redeploy"]) == (
+        "needs_redeploy", False, None, True)
+
+
+def test_check_mode_has_no_event(site):
+    result = rollback(RollbackSpec(site.params()), site.nginx, site.admin, check_mode=True)
+    assert (result["status"], result["event"]) == ("rolled_back", None)
+
+
+@pytest.mark.parametrize("command", ["canary", "blue-green"])
+@pytest.mark.parametrize("phase", ["rolled_back", "failed_clean", "planned", "checked", "unchanged"])
+def test_after_a_run_that_left_traffic_clean_nothing_moves(site, command, phase):
+    files = site.files()
+    previous = {"command": command, "phase": phase, "version": "2.1.0", "status": "rolled_back"}
+    result = rollback(RollbackSpec(site.params(previous_run=previous, emergency=True)), site.nginx, site.admin)
+    assert (result["changed"], result["already_clean"], result["status"], result["rolled_back"], result["event"]) == (
+        False, True, "unchanged", False, None)
+    assert (result["from_version"], result["to_version"], result["to_color"], result["duration_ms"]) == ("2.0.0", "2.0.0", "green", 0)
+    assert result["msg"] == "nothing to roll back: the %s of 2.1.0 had already left traffic on 2.0.0" % command
+    assert result["reason"] == "the %s of 2.1.0 had already left traffic on 2.0.0" % command
+    assert site.files() == files and site.admin.puts == []
+
+
+@pytest.mark.parametrize("previous, overrides", [
+    ({"command": "canary", "phase": "failed"}, {}),                      # the failed run may have left traffic anywhere
+    ({"command": "canary", "phase": "done", "status": "promoted"}, {}),  # a promotion: roll it back
+    ({"command": "rollback", "phase": "done"}, {}),
+    ({"command": "canary", "phase": "rolled_back"}, {"target_version": "1.0.0"}),  # a target is always honoured
+    ("canary rolled_back", {}),                                          # not a mapping: says nothing
+    ([], {}),
+])
+def test_a_run_before_that_did_not_leave_traffic_clean_does_not_stop_the_rollback(site, previous, overrides):
+    result = rollback(RollbackSpec(site.params(previous_run=previous, **overrides)), site.nginx, site.admin)
+    assert (result["already_clean"], result["rolled_back"], result["to_version"]) == (False, True, "1.0.0")
+
+
+def test_redeploy_errors_fail_with_them_and_change_nothing(site):
+    run_action(site.ledger, "record", {"deployment": {"version": "0.9.0"}, "outcome": "failed"})
+    files = site.files()
+    errors = ["0.9.0 on app-1: artifact missing", "0.9.0 on app-2: port in use"]
+    with pytest.raises(RollbackError) as exc:
+        rollback(RollbackSpec(site.params(target_version="0.9.0", redeploy_errors=errors)), site.nginx, site.admin)
+    assert str(exc.value) == ("demo 0.9.0 did not redeploy, traffic stays on 2.0.0: 0.9.0 on app-1: artifact missing; "
+                              "0.9.0 on app-2: port in use")
+    assert exc.value.result["changed"] is False
+    assert site.files() == files and site.admin.puts == []

@@ -197,7 +197,9 @@ def test_without_lua_the_flip_reloads(capsys, site):
 @pytest.mark.parametrize("overrides,message", [
     ({"app": "Demo"}, "app 'Demo' is not valid"),
     ({"environment": "no way"}, "environment 'no way' is not valid"),
-    ({"target_version": "../1"}, "version '../1' must not contain path separators"),
+    ({"target_version": "../1"}, "target_version must be letters, digits, '.', '_', '+' or '-'"),
+    ({"target_version": 2.1}, "target_version must be letters, digits, '.', '_', '+' or '-'"),
+    ({"target_version": True}, "target_version must be letters, digits, '.', '_', '+' or '-'"),
     ({"slot_timeout": 0}, "slot_timeout must be greater than 0."),
     ({"lb_url": "127.0.0.1:8000"}, "lb_url must start with http:// or https://"),
     ({"holder": {"run_id": "x y"}}, "holder run_id 'x y' is not valid"),
@@ -216,3 +218,28 @@ def test_missing_ledger_fails(capsys, site):
     result = run(capsys, site.args())
     assert result["failed"] is True
     assert result["msg"] == "ledger %s does not exist, so demo in local has no release to roll back to." % site.ledger_path
+
+
+def test_result_keys_the_playbook_routes_on(capsys, site):
+    result = run(capsys, site.args(emergency=True, webhooks=["http://127.0.0.1:1/api/events"]))
+    assert result.get("failed") is not True, result
+    assert (result["status"], result["rolled_back"], result["already_clean"]) == ("rolled_back", True, False)
+    assert result["reason"] == "emergency rollback"
+    assert result["event"]["event"] == "rollback" and result["event"]["to_version"] == "1.0.0"
+    # The webhooks are the action plugin's: the module never echoes them.
+    assert "http://127.0.0.1:1" not in json.dumps(result)
+
+
+def test_after_a_clean_canary_nothing_moves(capsys, site):
+    files = site.files()
+    result = run(capsys, site.args(emergency=True, previous_run={"command": "canary", "phase": "failed_clean", "version": "2.1.0"}))
+    assert (result["changed"], result["already_clean"], result["status"], result["event"]) == (False, True, "unchanged", None)
+    assert result["msg"] == "nothing to roll back: the canary of 2.1.0 had already left traffic on 2.0.0"
+    assert site.files() == files
+
+
+def test_redeploy_errors_fail_without_being_a_refusal(capsys, site):
+    result = run(capsys, site.args(target_version="1.0.0", redeploy_errors=["1.0.0 on app-1: no artifact"]))
+    assert result["failed"] is True
+    assert result["msg"] == "demo 1.0.0 did not redeploy, traffic stays on 2.0.0: 1.0.0 on app-1: no artifact"
+    assert not result.get("refused")
