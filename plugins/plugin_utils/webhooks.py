@@ -4,8 +4,8 @@
 """Deployment events to webhooks from a detached process on the controller, so that a slow or dead receiver never
 holds a run up (an emergency rollback must end as soon as traffic is back).
 
-This file is also the sender: `python webhooks.py` reads {"webhooks", "event", "timeout"} as JSON on stdin and POSTs
-the event to each webhook. It imports nothing but the standard library, so it runs outside Ansible.
+This file is also the sender: `python webhooks.py` (with the controller's Python) reads {"webhooks", "event",
+"timeout"} as JSON on stdin and POSTs the event to each webhook. It imports no collection code, so it runs as a script.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 
 TIMEOUT_S = 5.0
 ACCEPTED = (200, 201, 202, 204)
@@ -50,10 +49,12 @@ def send_detached(webhooks, event, timeout=TIMEOUT_S):
 
 def post(url, headers, event, timeout=TIMEOUT_S):
     """POSTs `event` as JSON; whether the receiver accepted it. Never raises: a notification never fails a deployment."""
+    # Here, not at the top: only the sender needs it, not the action plugin that starts it.
+    from ansible.module_utils.urls import open_url
+
     try:
-        request = urllib.request.Request(url, data=json.dumps(event).encode("utf-8"), method="POST",
-                                         headers=dict({"Content-Type": "application/json"}, **headers))
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with open_url(url, data=json.dumps(event).encode("utf-8"), method="POST", timeout=timeout,
+                      headers=dict({"Content-Type": "application/json"}, **headers)) as response:
             return response.status in ACCEPTED
     except (OSError, ValueError):
         return False
