@@ -170,6 +170,9 @@ class RunInterpreter:
                              {"verdict": res["verdict"], "reasons": res.get("reasons") or [], "host": data.get("host")})]
         if short == "rollback":
             self.rollback_attempted = True
+        if short == "rollback" and not failed and res.get("already_clean"):
+            # The run before already left traffic on the stable release: nothing moved.
+            return []
         if short == "rollback" and not failed and res.get("needs_redeploy"):
             # Nothing flipped yet: the release is not warm in any color.
             return [RunEvent("phase", "%s is not warm: redeploying it to %s" % (res.get("to_version"), res.get("target_color")),

@@ -287,6 +287,19 @@ def test_rollback_command_succeeding():
     validate(result)
 
 
+def test_a_rollback_after_a_clean_run_reports_no_flip():
+    stream = Stream().ok("Flip traffic to the warm release", "leanvibe.deploy.rollback",
+                         {"from_version": "2.2.0", "to_version": "2.2.0", "to_color": "blue", "duration_ms": 0,
+                          "already_clean": True, "needs_redeploy": False, "status": "unchanged", "rolled_back": False})
+    stream.publish(command="rollback", phase="done", status="unchanged", rolled_back=False, version="2.2.0",
+                   from_version="2.2.0", reasons=["the canary of 2.3.0 had already left traffic on 2.2.0"], rollback_ms=0)
+    interpreter, events = interpret("rollback", stream.events)
+    assert kinds(events) == ["phase"] and interpreter.rollback is None
+    result = interpreter.result(0, "successful")
+    assert (result.status, result.exit_code, result.rolled_back) == ("unchanged", ExitCode.OK, False)
+    validate(result)
+
+
 def test_a_failed_rollback_module_call_is_not_a_rollback():
     stream = Stream().failed("Flip", "leanvibe.deploy.rollback", {"msg": "no", "to_version": "2.0.0"})
     interpreter, events = interpret("rollback", stream.events)
