@@ -21,6 +21,8 @@ class ActionModule(ActionBase):
         # Webhook URLs and headers carry secrets (Slack's do, the dashboard's token): they stay on the controller.
         webhooks = args.pop("webhooks", None)
         result.update(self._execute_module(module_name="leanvibe.deploy.rollback", module_args=args, task_vars=task_vars))
+        # As the normal action does: the module's temporary folder on the host goes.
+        self._remove_tmp_path(self._connection._shell.tmpdir)
         if not result.get("failed") and "event" in result:
             result["notified"] = send_detached(webhooks, result["event"])
         return result

@@ -13,6 +13,7 @@ def make(args, module_result):
     task.async_val = 0
     plugin = action.ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=None, templar=None, shared_loader_obj=None)
     plugin._execute_module = mock.MagicMock(return_value=dict(module_result))
+    plugin._remove_tmp_path = mock.MagicMock()
     return plugin
 
 
