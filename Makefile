@@ -11,12 +11,12 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup: venv collection nginx tools
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt constraints.txt python_runner/pyproject.toml
+$(VENV)/.installed: requirements.txt constraints.txt python_runner/pyproject.toml monitor/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip==26.3'
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
-	# The runner (leanvibe-deploy), editable; its dependencies are pinned above.
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e python_runner
+	# The runner (leanvibe-deploy) and the monitor (leanvibe-monitor), editable; their dependencies are pinned above.
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e python_runner -e monitor
 	touch $@
 
 # A link, not a copy: edits to plugins/ and roles/ are live without a reinstall.

@@ -38,10 +38,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".collections")
-sys.path.insert(0, os.path.join(REPO, "python_runner"))
+sys.path.insert(0, os.path.join(REPO, "monitor"))
 
 # pylint: disable-next=wrong-import-position
-from leanvibe_runner.monitor.store import _CHECK_COLUMNS, _ROUND_COLUMNS, Store, _insert, iso  # noqa: E402
+from leanvibe_monitor.store import _CHECK_COLUMNS, _ROUND_COLUMNS, Store, _insert, iso  # noqa: E402
 
 ENVIRONMENT = "production"
 INTERVAL_S = 30.0
@@ -239,8 +239,8 @@ def serve(config_path):
     """The child process: the real app without its scheduler, under uvicorn as leanvibe-monitor runs it."""
     import uvicorn  # pylint: disable=import-outside-toplevel
 
-    from leanvibe_runner.monitor.app import create_app  # pylint: disable=import-outside-toplevel
-    from leanvibe_runner.monitor.config import load_config  # pylint: disable=import-outside-toplevel
+    from leanvibe_monitor.app import create_app  # pylint: disable=import-outside-toplevel
+    from leanvibe_monitor.config import load_config  # pylint: disable=import-outside-toplevel
 
     config = load_config(config_path)
     app = create_app(config, start_scheduler=False)

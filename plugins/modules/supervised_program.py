@@ -90,7 +90,7 @@ EXAMPLES = r"""
   leanvibe.deploy.supervised_program:
     name: leanvibe-monitor
     base_dir: /opt/leanvibe/monitoring
-    argv: ["/opt/leanvibe/venv/bin/python", "-m", "leanvibe_runner.monitor", "--config", "/opt/leanvibe/monitoring/monitor.json"]
+    argv: ["/opt/leanvibe/venv/bin/python", "-m", "leanvibe_monitor", "--config", "/opt/leanvibe/monitoring/monitor.json"]
     env:
       LEANVIBE_COLLECTIONS_PATH: /opt/leanvibe/collections
     fingerprint: "{{ monitor_config.checksum }}"

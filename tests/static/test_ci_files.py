@@ -417,10 +417,11 @@ def test_build_ignore_leaves_out_the_local_runtime(tmp_path):
 
 
 def test_build_ignore_leaves_out_python_build_output(tmp_path):
-    planted = ["python_runner/leanvibe_deploy_runner.egg-info/PKG-INFO", "python_runner/build/lib/leanvibe_runner/cli.py"]
+    planted = ["python_runner/leanvibe_runner.egg-info/PKG-INFO", "python_runner/build/lib/leanvibe_runner/cli.py",
+               "monitor/leanvibe_monitor.egg-info/PKG-INFO", "monitor/build/lib/leanvibe_monitor/app.py"]
     names = _build_copy_with(tmp_path, planted)
     leaked = [path for path in planted if path in names]
-    assert not leaked, "add '*.egg-info' and 'python_runner/build' to build_ignore in galaxy.yml: %s" % leaked
+    assert not leaked, "add '*.egg-info', 'python_runner/build' and 'monitor/build' to build_ignore in galaxy.yml: %s" % leaked
 
 
 def test_ansible_builder_creates_the_context_offline(collection_tarball, tmp_path):

@@ -147,7 +147,7 @@ def program_env(tmp_path, health_server):
             "name": "leanvibe-monitor",
             "base_dir": env.base_dir,
             # The fake serves the health URL with the version after `--version`; a version in `broken` answers 503.
-            "argv": ["/opt/venv/bin/python", "-m", "leanvibe_runner.monitor", "--config", "/etc/monitor.json", "--version", "1"],
+            "argv": ["/opt/venv/bin/python", "-m", "leanvibe_monitor", "--config", "/etc/monitor.json", "--version", "1"],
             "env": {"LEANVIBE_TOKEN": "s3cret-value"},
             "fingerprint": "sha1:aaaa",
             "health_url": env.health_url,

@@ -223,7 +223,7 @@ def test_start_unchanged_when_running_and_healthy(program_env):
     {"fingerprint": "sha1:bbbb"},
     {"env": {"LEANVIBE_TOKEN": "rotated"}},
     {"env": {"LEANVIBE_TOKEN": SECRET, "EXTRA": "1"}},
-    {"argv": ["/opt/venv/bin/python", "-m", "leanvibe_runner.monitor", "--config", "/etc/other.json", "--version", "1"]},
+    {"argv": ["/opt/venv/bin/python", "-m", "leanvibe_monitor", "--config", "/etc/other.json", "--version", "1"]},
     {"health_url": None},
 ])
 def test_start_restarts_on_any_change(program_env, overrides):

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .store import Store, StoreError
 
-log = logging.getLogger("leanvibe_runner.monitor")
+log = logging.getLogger("leanvibe_monitor")
 
 WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0))
 # Seconds: from a fast loopback /health to a probe that hit its deadline.

@@ -19,7 +19,7 @@ from .config import EnvironmentConfig, MonitorConfig, import_probe_engine
 from .metrics import MonitorMetrics
 from .store import Store, StoreError, iso
 
-log = logging.getLogger("leanvibe_runner.monitor")
+log = logging.getLogger("leanvibe_monitor")
 
 PRUNE_INTERVAL_S = 3600.0
 PRUNE_RETRY_S = 60.0  # after a failed prune: soon, so a recovered database clears the error within a minute

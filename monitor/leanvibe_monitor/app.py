@@ -31,7 +31,7 @@ from .metrics import WINDOWS, MonitorMetrics
 from .scheduler import Scheduler
 from .store import EVENT_KINDS, Store, StoreError, iso, open_store
 
-log = logging.getLogger("leanvibe_runner.monitor")
+log = logging.getLogger("leanvibe_monitor")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024

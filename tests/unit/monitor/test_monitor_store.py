@@ -1,4 +1,4 @@
-"""leanvibe_runner.monitor.store on SQLite (tmp_path) and on a real PostgreSQL server (skipped where none can start)."""
+"""leanvibe_monitor.store on SQLite (tmp_path) and on a real PostgreSQL server (skipped where none can start)."""
 
 import sqlite3
 import threading
@@ -7,8 +7,8 @@ import time
 import pytest
 from monitor_test_helpers import check_row, event_row, free_port, round_row
 
-from leanvibe_runner.monitor.store import (DatabaseUrl, Store, StoreError, describe_database, iso, main_version, open_store,
-                                           parse_database_url, serving_weights)
+from leanvibe_monitor.store import (DatabaseUrl, Store, StoreError, describe_database, iso, main_version, open_store,
+                                    parse_database_url, serving_weights)
 
 NOW = time.time()
 HOUR = 3600.0

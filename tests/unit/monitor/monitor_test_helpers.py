@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 COLLECTIONS_PATH = str(REPO_ROOT / ".collections")
 TOKEN = "monitor-test-token"
 API_KEY = "lb-test-key"
@@ -139,7 +139,7 @@ def env_dict(name: str, url: str, **overrides: Any) -> dict:
 
 def round_row(environment: str, ts: float, round_id: str, passed: bool = True, up: bool = True, version: Optional[str] = "1.0.0",
               health_ms: Optional[float] = 5.0) -> dict:
-    from leanvibe_runner.monitor.store import iso  # pylint: disable=import-outside-toplevel
+    from leanvibe_monitor.store import iso  # pylint: disable=import-outside-toplevel
 
     return {"id": round_id, "timestamp": iso(ts), "ts": ts, "environment": environment, "url": "http://lb", "passed": passed,
             "up": up, "success_rate": 1.0 if passed else 0.5, "duration_ms": 12.5, "health_ms": health_ms, "version": version,
@@ -148,14 +148,14 @@ def round_row(environment: str, ts: float, round_id: str, passed: bool = True, u
 
 def check_row(environment: str, ts: float, round_id: str, endpoint: str = "basic_health", success: bool = True,
               ms: float = 5.0, status_code: Optional[int] = 200) -> dict:
-    from leanvibe_runner.monitor.store import iso  # pylint: disable=import-outside-toplevel
+    from leanvibe_monitor.store import iso  # pylint: disable=import-outside-toplevel
 
     return {"timestamp": iso(ts), "ts": ts, "environment": environment, "endpoint": endpoint, "status_code": status_code,
             "response_time_ms": ms, "success": success, "detail": "ok" if success else "failed", "round_id": round_id}
 
 
 def event_row(environment: str, at_ts: float, event: str = "promote", version: str = "2.0.0", **extra: Any) -> dict:
-    from leanvibe_runner.monitor.store import iso  # pylint: disable=import-outside-toplevel
+    from leanvibe_monitor.store import iso  # pylint: disable=import-outside-toplevel
 
     row = {"timestamp": iso(at_ts), "ts": at_ts, "at": iso(at_ts), "at_ts": at_ts, "environment": environment, "app": "demo",
            "event": event, "version": version, "from_version": None, "to_version": None, "weights": None, "reasons": [],

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from monitor_test_helpers import COLLECTIONS_PATH, config_dict, env_dict, free_port, poll
 
-from leanvibe_runner.monitor.store import open_store
+from leanvibe_monitor.store import open_store
 
 SCRIPT = Path(sys.executable).parent / "leanvibe-monitor"
 
 
 def command():
     """The installed console script when there is one (it is what systemd runs), else python -m."""
-    return [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leanvibe_runner.monitor"]
+    return [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leanvibe_monitor"]
 
 
 def write_config(tmp_path, data, name="monitor.yml"):
@@ -130,8 +130,8 @@ def test_serves_probes_and_stops_cleanly_on_sigterm(tmp_path, lb):
     assert process.returncode == 0, stderr
     assert stdout == ""
     lines = stderr.splitlines()
-    rounds = [line for line in lines if " INFO leanvibe_runner.monitor: local (up, " in line]
+    rounds = [line for line in lines if " INFO leanvibe_monitor: local (up, " in line]
     assert len(rounds) >= 1
     assert all(line.endswith(", version 5.0.0): Suite passed: all 2 probes passed against %s." % lb.url) for line in rounds)
-    assert any(line.endswith("INFO leanvibe_runner.monitor: scheduler stopped") for line in lines)
+    assert any(line.endswith("INFO leanvibe_monitor: scheduler stopped") for line in lines)
     assert not any(" ERROR " in line or "Traceback" in line for line in lines), stderr

@@ -1,4 +1,4 @@
-"""leanvibe_runner.monitor.scheduler against a real loopback LB, a closed port, and a store that fails and recovers."""
+"""leanvibe_monitor.scheduler against a real loopback LB, a closed port, and a store that fails and recovers."""
 
 import dataclasses
 import logging
@@ -8,10 +8,10 @@ import time
 import pytest
 from monitor_test_helpers import API_KEY, config_dict, env_dict, free_port, poll
 
-from leanvibe_runner.monitor.config import parse_config
-from leanvibe_runner.monitor.metrics import MonitorMetrics
-from leanvibe_runner.monitor.scheduler import Scheduler, round_rows, version_from_report
-from leanvibe_runner.monitor.store import Store
+from leanvibe_monitor.config import parse_config
+from leanvibe_monitor.metrics import MonitorMetrics
+from leanvibe_monitor.scheduler import Scheduler, round_rows, version_from_report
+from leanvibe_monitor.store import Store
 
 
 def fast(config, interval_s=0.05):
@@ -47,7 +47,7 @@ def running():
 def test_a_round_against_a_healthy_lb_is_stored_with_version_and_status_codes(lb, sqlite_store, caplog):
     lb.version = "2.4.1"
     scheduler, metrics = make(sqlite_store, env_dict("local", lb.url, mode="quick", probes=None, api_key=API_KEY))
-    with caplog.at_level(logging.INFO, logger="leanvibe_runner.monitor"):
+    with caplog.at_level(logging.INFO, logger="leanvibe_monitor"):
         result = scheduler.run_round("local")
     assert (result["passed"], result["up"], result["version"], result["stored"], result["error"]) == (True, True, "2.4.1", True, None)
     assert [(probe["name"], probe["status_code"]) for probe in result["probes"]] == [("basic_health", 200), ("api_functionality", 204)]
@@ -106,7 +106,7 @@ def test_an_unwritable_store_is_counted_and_the_loop_recovers_with_it(lb, tmp_pa
     path.mkdir()  # a directory where the database file goes: unwritable, even for root
     store = Store("sqlite:///%s" % path)
     scheduler, metrics = make(store, env_dict("local", lb.url))
-    with caplog.at_level(logging.INFO, logger="leanvibe_runner.monitor"):
+    with caplog.at_level(logging.INFO, logger="leanvibe_monitor"):
         running(scheduler)
         poll(lambda: sample(metrics, "leanvibe_scheduler_errors_total", environment="local", kind="store") >= 2)
         status = scheduler.status()

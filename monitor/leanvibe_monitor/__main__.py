@@ -66,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _close(listeners)
         return _fail(str(exc), 1)
     app = create_app(config, store=store)
-    logging.getLogger("leanvibe_runner.monitor").info("listening on http://%s, %s", config.listen, config.database_description)
+    logging.getLogger("leanvibe_monitor").info("listening on http://%s, %s", config.listen, config.database_description)
     # log_config=None: uvicorn logs through the root handler above, one format for every line.
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_config=None, log_level=args.log_level,
                                            access_log=args.access_log, lifespan="on", server_header=False))

@@ -1,11 +1,11 @@
-"""leanvibe_runner.monitor.config: loading JSON/YAML, defaults, and one sentence per bad value."""
+"""leanvibe_monitor.config: loading JSON/YAML, defaults, and one sentence per bad value."""
 
 import json
 
 import pytest
 from monitor_test_helpers import API_KEY, COLLECTIONS_PATH, TOKEN
 
-from leanvibe_runner.monitor.config import ConfigError, load_config, parse_config
+from leanvibe_monitor.config import ConfigError, load_config, parse_config
 
 URL = "http://127.0.0.1:8000"
 

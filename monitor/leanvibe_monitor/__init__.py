@@ -1,7 +1,7 @@
 """The LeanVibe monitoring service: probes every environment on a schedule, stores the rounds, serves a dashboard.
 
 Run it with ``leanvibe-monitor --config FILE``; build the app in Python with
-``leanvibe_runner.monitor.app.create_app(load_config(path))``.
+``leanvibe_monitor.app.create_app(load_config(path))``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from monitor_test_helpers import COLLECTIONS_PATH, FakeLB, Postgres  # noqa: E40
 if COLLECTIONS_PATH not in sys.path:
     sys.path.insert(0, COLLECTIONS_PATH)
 
-from leanvibe_runner.monitor.store import TABLES, Store  # noqa: E402
+from leanvibe_monitor.store import TABLES, Store  # noqa: E402
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

@@ -1,4 +1,4 @@
-"""leanvibe_runner.monitor.app through fastapi.testclient, probing a real loopback LB (and a closed port)."""
+"""leanvibe_monitor.app through fastapi.testclient, probing a real loopback LB (and a closed port)."""
 
 import json
 import random
@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from monitor_test_helpers import TOKEN, check_row, config_dict, env_dict, free_port, poll, round_row
 from prometheus_client.parser import text_string_to_metric_families
 
-from leanvibe_runner.monitor import app as app_module
-from leanvibe_runner.monitor.app import create_app, latency_points
-from leanvibe_runner.monitor.store import Store, iso
+from leanvibe_monitor import app as app_module
+from leanvibe_monitor.app import create_app, latency_points
+from leanvibe_monitor.store import Store, iso
 
 AUTH = {"Authorization": "Bearer " + TOKEN}
 W_KEYS = {"window", "start", "end", "uptime_pct", "success_rate_pct", "rounds", "checks"}
