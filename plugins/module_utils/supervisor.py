@@ -55,7 +55,7 @@ def render_exec(spec):
     return json.dumps({"argv": [str(arg) for arg in spec["command"]], "env": dict(spec.get("env") or {})}, indent=2, sort_keys=True) + "\n"
 
 
-def render_program(name, spec, python, launcher, exec_file, managed_by="leanvibe.deploy.canary_deploy"):
+def render_program(name, spec, python, launcher, exec_file, managed_by="leanvibe.deploy.slot_release"):
     """A `[program:x]` section that starts `launcher exec_file` (paths are validated to be plain).
 
     The first line names the module that owns the program, so that one module never takes over another's program.
@@ -109,7 +109,7 @@ class Supervisor:
         """What defines a program: its supervisord section and its exec spec."""
         return (self.program_file(name), self.exec_file(name))
 
-    def render(self, name, spec, managed_by="leanvibe.deploy.canary_deploy"):
+    def render(self, name, spec, managed_by="leanvibe.deploy.slot_release"):
         """(section text, exec spec text) of a program."""
         return render_program(name, spec, self.python, self.launcher, self.exec_file(name), managed_by=managed_by), render_exec(spec)
 

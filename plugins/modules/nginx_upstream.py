@@ -83,7 +83,7 @@ options:
 notes:
   - The nginx_lb role of this collection renders the server blocks, the Lua code and the admin endpoint this module uses.
 seealso:
-  - module: leanvibe.deploy.canary_deploy
+  - module: leanvibe.deploy.slot_release
 """
 
 EXAMPLES = r"""

@@ -12,7 +12,7 @@ short_description: Keep a long-lived program running under the supervisord of a 
 version_added: 0.1.0
 description:
   - Runs a long-lived program, a service such as the monitoring dashboard, under the C(supervisord) of O(base_dir),
-    the same supervisord that M(leanvibe.deploy.canary_deploy) uses for app slots. It needs neither systemd nor root.
+    the same supervisord that M(leanvibe.deploy.slot_release) uses for app slots. It needs neither systemd nor root.
   - supervisord restarts the program whenever it exits, retries a program that fails at start 3 times with backoff, and
     stops it with SIGTERM, 15 seconds to finish, then SIGKILL. Its output goes to C(<base_dir>/logs/<name>.log).
   - The program is restarted when its arguments, environment or O(fingerprint) change; with the same definition
@@ -82,7 +82,7 @@ options:
     default: started
     choices: [started, stopped, restarted, absent]
 seealso:
-  - module: leanvibe.deploy.canary_deploy
+  - module: leanvibe.deploy.slot_release
 """
 
 EXAMPLES = r"""

@@ -106,7 +106,7 @@ notes:
   - The V(api_functionality) probe writes a task and deletes it again; the service's state is as before afterwards.
   - Requests go straight to the URL; C(*_proxy) environment variables are not used.
 seealso:
-  - module: leanvibe.deploy.canary_deploy
+  - module: leanvibe.deploy.slot_release
   - module: leanvibe.deploy.nginx_upstream
 """
 

@@ -143,7 +143,7 @@ notes:
   - The nginx_lb role of this collection writes the access log in the format this module reads, one file per app.
 seealso:
   - module: leanvibe.deploy.nginx_upstream
-  - module: leanvibe.deploy.canary_deploy
+  - module: leanvibe.deploy.slot_release
 """
 
 EXAMPLES = r"""

@@ -352,8 +352,8 @@ CASES = {
         setup=lambda env, tmp: garbage_target(env, tmp, "html")),
 
     # -- a slot that does not exist
-    "canary_deploy into an unknown color": module(
-        "app-local", "leanvibe.deploy.canary_deploy", lambda env, _ctx: {
+    "slot_release into an unknown color": module(
+        "app-local", "leanvibe.deploy.slot_release", lambda env, _ctx: {
             "app": "demo", "slot": "purple", "version": "1.0.0", "base_dir": env.path("app"), "artifact": "/nonexistent.tar.gz",
             "port": SLOT_PORTS["green"] + 1, "command": ["true"]},
         ["value of slot must be one of: blue, green, got: purple"]),

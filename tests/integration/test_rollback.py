@@ -134,7 +134,7 @@ def test_emergency_rollback_flips_live_without_a_redeploy(local_env):
 def test_rollback_to_a_stopped_release_redeploys_it_and_flips(local_env):
     ledger = local_env.read_ledger()
     assert stable_version(ledger) == "1.0.0" and ledger["versions"]["green"] == "2.0.0"
-    rc, out = local_env.module("app-local", "leanvibe.deploy.canary_deploy", {
+    rc, out = local_env.module("app-local", "leanvibe.deploy.slot_release", {
         "app": "demo", "slot": "green", "base_dir": local_env.path("app"), "state": "stopped"})
     assert rc == 0, out
     assert local_env.slot_answers("green") is None

@@ -379,7 +379,7 @@ def collection_tarball():
 def test_collection_tarball_holds_the_collection_and_no_local_runtime(collection_tarball):
     with tarfile.open(collection_tarball) as archive:
         names = archive.getnames()
-    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "plugins/modules/canary_deploy.py",
+    for required in ("MANIFEST.json", "FILES.json", "meta/runtime.yml", "plugins/modules/slot_release.py",
                      "roles/nginx_lb/tasks/main.yml", "playbooks/canary.yml"):
         assert required in names, required
     leaked = [name for name in names

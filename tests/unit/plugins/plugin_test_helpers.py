@@ -108,7 +108,7 @@ class FakeSupervisor:
     def program_files(self, name):
         return (self.program_file(name), self.exec_file(name))
 
-    def render(self, name, spec, managed_by="leanvibe.deploy.canary_deploy"):
+    def render(self, name, spec, managed_by="leanvibe.deploy.slot_release"):
         return render_program(name, spec, self.python, self.launcher, self.exec_file(name), managed_by=managed_by), render_exec(spec)
 
     def read_program(self, name):

@@ -318,7 +318,7 @@ def test_start_refuses_a_program_of_another_module(program_env, snapshot_tree):
     sup = program_env.supervisor
     spec = {"command": ["/bin/app"], "directory": program_env.base_dir, "env": {}, "log_file": "/tmp/x.log",
             "drain_timeout": 15, "start_retries": 3, "start_seconds": 1}
-    sup.write_program(NAME, sup.render(NAME, spec))  # as canary_deploy writes a slot's program
+    sup.write_program(NAME, sup.render(NAME, spec))  # as slot_release writes a slot's program
     before = snapshot_tree(program_env.base_dir)
     for state in ("started", "stopped", "absent"):
         with pytest.raises(ValidationError) as exc:

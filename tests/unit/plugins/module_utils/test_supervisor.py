@@ -116,7 +116,7 @@ def test_render_program_settings(tmp_path):
     spec = program_spec(tmp_path, drain_timeout=20, start_retries=5, start_seconds=2, env={"API_KEY": "s3cret"})
     text = render_program("demo_green", spec, "/opt/py", "/b/supervisor/launch.py", "/b/supervisor/programs/demo_green.json")
     lines = text.splitlines()
-    assert lines[0].startswith("; Managed by leanvibe.deploy.canary_deploy")
+    assert lines[0].startswith("; Managed by leanvibe.deploy.slot_release")
     assert lines[1] == "[program:demo_green]"
     settings = dict(line.split("=", 1) for line in lines[2:])
     assert settings["command"] == "/opt/py /b/supervisor/launch.py /b/supervisor/programs/demo_green.json"
@@ -139,7 +139,7 @@ def test_render_program_names_its_owner_and_restart_policy(tmp_path):
     assert lines[0] == "; Managed by leanvibe.deploy.supervised_program. Do not edit by hand."
     assert "autorestart=true" in lines
     default = render_program("monitor", program_spec(tmp_path), "/opt/py", "/b/launch.py", "/b/monitor.json").splitlines()
-    assert default[0] == "; Managed by leanvibe.deploy.canary_deploy. Do not edit by hand."
+    assert default[0] == "; Managed by leanvibe.deploy.slot_release. Do not edit by hand."
     assert "autorestart=unexpected" in default
 
 

@@ -1,14 +1,17 @@
-"""The canary_deploy module end to end through main(), with a fake supervisord and a loopback health server."""
+"""The slot_release module end to end through main(), with a fake supervisord and a loopback health server."""
 
 import functools
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from plugin_test_helpers import run_module
 from ansible_collections.leanvibe.deploy.plugins.module_utils import slot as slot_mod
-from ansible_collections.leanvibe.deploy.plugins.modules import canary_deploy
+from ansible_collections.leanvibe.deploy.plugins.modules import slot_release
 
 
 SECRET = "s3cret-value"
@@ -21,7 +24,7 @@ def env(slot_env, monkeypatch):
     return slot_env
 
 
-run = functools.partial(run_module, canary_deploy.main, raw=True)
+run = functools.partial(run_module, slot_release.main, raw=True)
 
 
 def args_of(slot_env, **overrides):
@@ -170,7 +173,7 @@ def test_unhealthy_release_fails_with_log_tail_and_keeps_old_release(capsys, env
 
 
 def test_missing_supervisor_library(capsys, env, monkeypatch):
-    monkeypatch.setattr(canary_deploy, "HAS_SUPERVISOR", False)
+    monkeypatch.setattr(slot_release, "HAS_SUPERVISOR", False)
     result = run(capsys, args_of(env))
     assert result["failed"] is True
     assert "supervisor" in result["msg"]
@@ -203,3 +206,27 @@ def test_stop_check_mode(capsys, env, snapshot_tree):
     result = run(capsys, {"app": "demo", "slot": "green", "base_dir": env.base_dir, "state": "absent"}, check=True)
     assert result["changed"] is True
     assert snapshot_tree(env.base_dir) == before
+
+
+def test_the_old_name_runs_this_module_and_warns(tmp_path):
+    """meta/runtime.yml routes leanvibe.deploy.canary_deploy here, with a deprecation warning (real ansible, check mode)."""
+    repo = Path(__file__).resolve().parents[4]
+    collections = tmp_path / "collections" / "ansible_collections" / "leanvibe"
+    collections.mkdir(parents=True)
+    (collections / "deploy").symlink_to(repo)
+    base_dir = tmp_path / "demo"
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    environ.update(ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"), ANSIBLE_DEPRECATION_WARNINGS="true",
+                   ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "--check",
+         "-e", "ansible_python_interpreter=%s" % sys.executable, "-m", "leanvibe.deploy.canary_deploy",
+         "-a", "app=demo slot=green base_dir=%s state=stopped" % base_dir],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=environ, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout.split(" => ", 1)[1])
+    assert (result["changed"], result["slot"], result["log_file"]) == (False, "green", str(base_dir / "logs" / "green.log"))
+    warning = " ".join(proc.stderr.split())
+    assert "[DEPRECATION WARNING]: leanvibe.deploy.canary_deploy has been deprecated. Use leanvibe.deploy.slot_release" in warning
+    assert "version 1.0.0" in warning
+    assert not base_dir.exists()  # check mode

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: canary_deploy
+module: slot_release
 short_description: Run a release of an app in its blue or green slot on a host
 version_added: 0.1.0
 description:
@@ -20,6 +20,7 @@ description:
   - Processes are supervised by one C(supervisord) per O(base_dir), which needs neither systemd nor root. A process that
     dies unexpectedly is restarted; a process that fails at start is retried O(start_retries) times with backoff.
   - The same version already healthy in the slot, with the same command and environment, reports no change.
+  - The former name C(leanvibe.deploy.canary_deploy) still works, with a deprecation warning, until 1.0.0.
 author:
   - LeanVibe Deploy engineers (@leanvibe)
 extends_documentation_fragment:
@@ -115,7 +116,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Run release 2.0.0 in the green slot
-  leanvibe.deploy.canary_deploy:
+  leanvibe.deploy.slot_release:
     app: demo
     slot: green
     version: 2.0.0
@@ -128,7 +129,7 @@ EXAMPLES = r"""
       LEANVIBE_DATA_DIR: /opt/leanvibe/demo/data
 
 - name: Stop the old blue slot, keeping its release on disk
-  leanvibe.deploy.canary_deploy:
+  leanvibe.deploy.slot_release:
     app: demo
     slot: blue
     base_dir: /opt/leanvibe/demo
