@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from .codes import ExitCode, UsageError
 from .events import BEFORE_CHANGES, RunEvent, RunInterpreter
-from .inputs import PROBE_MODES, check_version, parse_extra_vars, parse_steps, resolve_inventory
+from .collection import probe_modes
+from .inputs import check_version, parse_extra_vars, parse_steps, resolve_inventory
 from .reporting import ReportResult, Window, check_monitoring_url, compute_report, fetch_uptime, parse_window, utcnow
 from .result import RunResult
 
@@ -233,8 +234,8 @@ def run(command: str, inventory: Any, *, version: Optional[str] = None, steps: A
             if reason:
                 variables["rollback_reason"] = str(reason)
         if command == "probe":
-            if mode is not None and mode not in PROBE_MODES:
-                raise UsageError("probe mode %r is not one of %s" % (mode, ", ".join(PROBE_MODES)))
+            if mode is not None and mode not in probe_modes():
+                raise UsageError("probe mode %r is not one of %s" % (mode, ", ".join(probe_modes())))
             variables["probe_mode"] = mode or "comprehensive"
         if command in ("status", "history"):
             if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000):

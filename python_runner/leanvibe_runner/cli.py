@@ -11,8 +11,8 @@ import threading
 from typing import Any, NoReturn, Optional, Sequence
 
 from . import api
-from .codes import ExitCode
-from .inputs import PROBE_MODES
+from .codes import ExitCode, UsageError
+from .collection import probe_modes
 from .progress import progress_for
 from .reporting import ReportResult, write_report
 from .result import RunResult
@@ -33,6 +33,13 @@ class _UsageExit(Exception):
     def __init__(self, message: str, prog: str):
         super().__init__(message)
         self.prog = prog
+
+
+def _probe_mode_choices() -> Optional[tuple[str, ...]]:
+    try:
+        return probe_modes()
+    except UsageError:
+        return None  # without the collection nothing can run; the API says why
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", help="why, for the ledger and the notifications")
 
     probe = sub.add_parser("probe", parents=[common], help="run the synthetic probes through the LB", epilog=EPILOG)
-    probe.add_argument("--mode", choices=PROBE_MODES, default="comprehensive")
+    probe.add_argument("--mode", choices=_probe_mode_choices(), default="comprehensive")
 
     sub.add_parser("status", parents=[common], help="what serves, colors, weights and the last deployments",
                    epilog=EPILOG)

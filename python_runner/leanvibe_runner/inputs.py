@@ -14,7 +14,6 @@ from .codes import UsageError
 
 # The playbooks check versions against the same pattern (playbooks/canary.yml).
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-PROBE_MODES = ("quick", "standard", "comprehensive")
 # Variables the runner sets from its own options; -e must not set them behind its back.
 RESERVED_VARS = ("app_version", "canary_steps", "canary_abort_file", "target_version", "emergency", "rollback_reason",
                  "probe_mode", "history_limit")

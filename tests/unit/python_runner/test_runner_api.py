@@ -102,7 +102,8 @@ def test_rollback_defaults_and_version_as_target(project, fake):
 
 
 @pytest.mark.parametrize("options, expected", [({}, "comprehensive"), ({"mode": "quick"}, "quick"),
-                                               ({"mode": "standard"}, "standard")])
+                                               ({"mode": "standard"}, "standard"),
+                                               ({"mode": "critical-path-only"}, "critical-path-only")])
 def test_probe_mode(project, fake, options, expected):
     runner = fake()
     run(project, "probe", **options)

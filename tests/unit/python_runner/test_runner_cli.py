@@ -102,6 +102,7 @@ def test_options_reach_the_api(fake_run, tmp_path):
      {"target_version": "2.0.0", "emergency": True, "reason": "5xx"}),
     (["rollback", "-i", "local"], {}),
     (["probe", "-i", "local", "--mode", "quick"], {"mode": "quick"}),
+    (["probe", "-i", "local", "--mode", "critical-path-only"], {"mode": "critical-path-only"}),
     (["probe", "-i", "local"], {"mode": "comprehensive"}),
     (["history", "-i", "local", "--limit", "7"], {"limit": 7}),
     (["history", "-i", "local"], {"limit": 20}),
