@@ -299,7 +299,7 @@ class LocalEnv:
         if self.at_baseline():
             return
         if self.slot_answers("green") is not None:
-            rc, out = self.module("app-local", "leanvibe.deploy.canary_deploy",
+            rc, out = self.module("app-local", "leanvibe.deploy.slot_release",
                                   {"app": "demo", "slot": "green", "base_dir": self.path("app"), "state": "stopped"})
             assert rc == 0, out
         write_bytes(self.ledger_path, self.baseline["ledger"])
