@@ -15,7 +15,9 @@ $(VENV)/.installed: requirements.txt constraints.txt python_runner/pyproject.tom
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade 'pip==26.3'
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
-	# The runner (leanvibe-deploy) and the monitor (leanvibe-monitor), editable; their dependencies are pinned above.
+	# The runner (leanvibe-runner) and the monitor (leanvibe-monitor), editable; their dependencies are pinned above.
+	# A venv made before the rename holds the runner as leanvibe-deploy-runner: drop it, it owns the same files.
+	$(BIN)/pip uninstall --quiet --yes leanvibe-deploy-runner 2>/dev/null || true
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e python_runner -e monitor
 	touch $@
 

@@ -218,7 +218,7 @@ def test_canary_failing_before_changes_is_invalid(plan):
 
 def test_canary_failing_after_it_started_is_unknown():
     stream = canary_plan(Stream()).publish(phase="started")
-    stream.failed("Run the release in its slot", "leanvibe.deploy.canary_deploy", {"msg": "port 9002 in use"},
+    stream.failed("Run the release in its slot", "leanvibe.deploy.slot_release", {"msg": "port 9002 in use"},
                   host="app1")
     interpreter, events = interpret("canary", stream.events)
     assert kinds(events) == ["plan", "phase", "failure"]

@@ -41,9 +41,9 @@ SCENARIOS = {
     "invalid_phase_none": (lambda: _synthetic("canary", Stream().failed(
         "Check", "ansible.builtin.assert", {"msg": "bad steps"}), 2, "failed"), "invalid", 2),
     "invalid_planned": (lambda: _synthetic("canary", canary_plan(Stream()).failed(
-        "Preflight", "leanvibe.deploy.canary_deploy", {"msg": "no artifact"}), 2, "failed"), "invalid", 2),
+        "Preflight", "leanvibe.deploy.slot_release", {"msg": "no artifact"}), 2, "failed"), "invalid", 2),
     "unknown": (lambda: _synthetic("canary", canary_plan(Stream()).publish(phase="started").failed(
-        "Deploy", "leanvibe.deploy.canary_deploy", {"msg": "boom"}), 2, "failed"), "unknown", 3),
+        "Deploy", "leanvibe.deploy.slot_release", {"msg": "boom"}), 2, "failed"), "unknown", 3),
     "rollback_failed": (lambda: _synthetic("rollback", Stream().failed(
         "Stop", "ansible.builtin.fail", {"msg": "no color runs 2.0.0"}), 2, "failed"), "rollback_failed", 3),
     "probe_failed": (lambda: _synthetic("probe", Stream().publish(
