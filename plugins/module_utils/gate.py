@@ -44,6 +44,24 @@ def validate_analyses(analyses):
     return clean
 
 
+def validate_failures(failures):
+    """What already went wrong before the gate (a release that did not deploy): a list of sentences."""
+    if failures is None:
+        return []
+    if not isinstance(failures, list):
+        raise ValidationError("failures must be a list of sentences, not %r." % (failures,))
+    return [str(failure) for failure in failures if str(failure).strip()]
+
+
+def validate_probe_result(result):
+    """A registered synthetic_probe result (passed, msg, probes), or None."""
+    if result is None:
+        return None
+    if not isinstance(result, dict) or not isinstance(result.get("passed"), bool) or "msg" not in result:
+        raise ValidationError("probe_result must be the result of a synthetic_probe task, with passed and msg.")
+    return dict(result, probes=list(result.get("probes") or []))
+
+
 def combine_analyses(analyses):
     """One verdict for the step's traffic over every LB: fail beats inconclusive beats pass; no analysis passes."""
     verdicts = [analysis["verdict"] for analysis in analyses]
@@ -52,30 +70,35 @@ def combine_analyses(analyses):
     return {"verdict": verdict, "reasons": failed, "lbs": len(analyses), "by_lb": analyses}
 
 
-def judge(weight, step, probes=None, analyses=None, aborted=False, now=None):
-    """The gate's result: passed, verdict, weight, step, reasons, checked_at, probes, analysis, verdicts, msg.
+def judge(weight, step, probes=None, analyses=None, aborted=False, now=None, failures=None):
+    """The gate's result: passed, verdict, weight, step, reasons, traffic_moved, checked_at, probes, analysis,
+    verdicts, msg.
 
-    `probes` is a probes.run_suite report (or None when no probe ran), `analyses` traffic_analysis results.
-    Reasons read as before this module: "aborted by the operator", "probes: <suite message>", "traffic: <reason>".
+    `probes` is a probes.run_suite report (or None when no probe ran), `analyses` traffic_analysis results, `failures`
+    sentences of what already failed (they come first). A gate at weight 0 judges a release before it takes traffic:
+    whatever fails there fails clean. Reasons read: "<failure>", "aborted by the operator", "probes: <suite message>",
+    "traffic: <reason>".
     """
     weight = validate_weight(weight)
     analysis = combine_analyses(validate_analyses(analyses))
-    reasons = [ABORTED] if aborted else []
+    reasons = validate_failures(failures)
+    if aborted:
+        reasons.append(ABORTED)
     if probes is not None and not probes["passed"]:
         reasons.append("probes: " + probes["msg"])
     reasons.extend("traffic: " + reason for reason in analysis["reasons"])
     checked = time.time() if now is None else now
     passed = not reasons
-    if passed:
-        msg = "gate passed at %d %%" % weight
-    else:
-        msg = "gate failed at %d %%: %s" % (weight, "; ".join(reasons))
+    where = "at %d %%" % weight if weight else "before traffic moved"
+    msg = "gate passed %s" % where if passed else "gate failed %s: %s" % (where, "; ".join(reasons))
     return {
         "passed": passed,
         "verdict": "pass" if passed else "fail",
         "weight": weight,
         "step": step,
         "reasons": reasons,
+        # Whether the new color took traffic at this step: the rescue sends traffic back only then.
+        "traffic_moved": weight > 0,
         "aborted": bool(aborted),
         "checked_at": iso_from_epoch(checked),
         "checked_at_epoch": round(checked, 3),

@@ -358,6 +358,7 @@ def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check
     before = live_before or (previous["doc"] if previous else None)
     live_changed = lua and running and live_before != doc
     result = {
+        "applied_at": None,
         "before": before.as_dict() if before else None,
         "after": doc.as_dict(),
         "membership_changed": bool(previous) and previous["members"] != members,
@@ -366,6 +367,9 @@ def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check
         "diff": {"before": snapshot[files.conf] or "", "after": conf_text,
                  "before_header": files.conf, "after_header": files.conf},
     }
+    if not result["changed"] and not check_mode:
+        # Already in force: from now on is a window these weights certainly cover.
+        result["applied_at"] = round(time.time(), 3)
     if not result["changed"] or check_mode:
         if check_mode and result["changed"]:
             result["method"] = "file" if not running else ("reload" if (conf_changed or not lua) else "live")
@@ -400,6 +404,8 @@ def apply_weights(app, conf_dir, doc, members, options, nginx, admin=None, check
         _undo(applied, app, live_before, nginx, admin)
         raise
     result["method"] = applied or result["method"]
+    # When nginx began to serve the new weights: a canary step's traffic window starts here.
+    result["applied_at"] = round(time.time(), 3)
     return result
 
 

@@ -19,10 +19,13 @@ from ansible_collections.leanvibe.deploy.plugins.module_utils.common import (
     validate_color,
     validate_release_version,
 )
+from ansible_collections.leanvibe.deploy.plugins.module_utils.probes import MODES
 
 STRATEGIES = ("canary", "blue_green", "rollback")
 DEFAULT_STEPS = (10, 25, 50, 100)
-PROBE_MODES = ("quick", "standard", "comprehensive", "critical-path-only")
+# The probe suites, as synthetic_probe names them (one table, probes.MODES).
+PROBE_MODES = tuple(MODES)
+OLD_COLOR_CHOICES = ("keep", "stop")
 STEP_KEYS = ("weight", "pause_s", "probes", "analysis")
 ANALYSIS_KEYS = ("min_requests", "insufficient_data", "max_error_rate", "error_rate_factor", "p95_factor", "p95_slack_ms",
                  "max_p95_ms")
@@ -169,7 +172,15 @@ def validate_inputs(strategy, version, steps=None, pause_s=None, probes=None, an
     return version, steps
 
 
-def plan_rollout(strategy, version, steps, ledger, check_mode=False, app="app", environment=None, abort_delay_s=0):
+def validate_old_color(old_color, warm_s):
+    """What happens to the color that served, after a promotion -> (old_color, warm_s)."""
+    if old_color not in OLD_COLOR_CHOICES:
+        raise ValidationError("old_color must be keep or stop (got %s)." % _shown(old_color))
+    return old_color, validate_pause(warm_s, "old_color_warm_s")
+
+
+def plan_rollout(strategy, version, steps, ledger, check_mode=False, app="app", environment=None, abort_delay_s=0,
+                 old_color="keep", old_color_warm_s=0):
     """What the release does given the ledger's view (active_color, versions, weights).
 
     `version` and `steps` come from validate_inputs. Returns the rollout_plan module's result (without `changed`):
@@ -230,8 +241,13 @@ def plan_rollout(strategy, version, steps, ledger, check_mode=False, app="app", 
         "phase": phase,
         "reason": refused or reason,
         "steps": steps,
+        "step_weights": [step["weight"] for step in steps],
         "duration_s": duration_s(steps),
         "worst_case_rollback_s": worst_case_rollback_s(steps),
         "expect": {"active_color": active, "version": serving},
+        "abort_delay_s": abort_delay_s,
+        # After a promotion: stop the color that served, old_color_warm_s later (a rollback keeps it: it serves).
+        "retire_old_color": old_color == "stop" and strategy != "rollback" and new_color != active,
+        "old_color_warm_s": old_color_warm_s,
         "summary": summary,
     }

@@ -129,6 +129,15 @@ method:
   returned: always
   type: str
   sample: live
+applied_at:
+  description:
+    - When nginx began to serve the new weights and members, in seconds since the epoch (UTC), as the module saw it;
+      when they were already in force, the moment the module found them so. A window that starts here holds only
+      traffic under these weights.
+    - V(null) in check mode.
+  returned: always
+  type: float
+  sample: 1764763200.125
 membership_changed:
   description: Whether the upstream servers changed (which needs a reload).
   returned: always

@@ -203,7 +203,7 @@ EXAMPLES = r"""
     reason: canary 5xx rate 28.6 % over 140 requests > limit 1.0 %
     emergency: true
     autonomous: true
-    detected_at: "{{ canary_gate_checked_at }}"
+    detected_at: "{{ ansible_failed_result.checked_at }}"  # in a rescue after a failed rollout_gate
     holder: "{{ lookup('leanvibe.deploy.run_identity') }}"
     conf_dir: /etc/nginx/leanvibe
     admin_socket: /run/leanvibe/nginx-admin.sock

@@ -12,8 +12,9 @@ short_description: Judge one step of a rollout from probes through the load bala
 version_added: 0.2.0
 description:
   - Runs the synthetic probes of M(leanvibe.deploy.synthetic_probe) against O(url) (through the load balancer, with
-    C(X-Canary) to reach the new color) and folds in the traffic analyses of the step, one
-    M(leanvibe.deploy.traffic_analysis) result per load balancer, given in O(analyses).
+    C(X-Canary) to reach the new color), or judges the result of a M(leanvibe.deploy.synthetic_probe) task given in
+    O(probe_result), and folds in the traffic analyses of the step, one M(leanvibe.deploy.traffic_analysis) result per
+    load balancer, given in O(analyses). With neither O(url) nor O(probe_result) no probe counts.
   - The gate fails when the operator aborted (O(abort_file) exists), when the probe suite failed, or when any analysis
     has the verdict C(fail). An inconclusive analysis does not fail the gate.
   - "A failed gate fails the task, with RV(msg) C(gate failed at <weight> %: <reasons>) and every other key of the
@@ -35,18 +36,23 @@ requirements:
 options:
   weight:
     description:
-      - The new color's share of traffic at this step, a whole percentage.
+      - The new color's share of traffic at this step, a whole percentage; V(0) for the gate before traffic moves.
     type: int
     required: true
   step:
     description:
-      - The step's number in the plan, from 1; reported back.
+      - The step's number in the plan, from 1 (0 for the gate before traffic moves); reported back.
     type: int
   url:
     description:
       - Base URL the probes run against, for example the load balancer's C(http://127.0.0.1:8080).
+      - Mutually exclusive with O(probe_result).
     type: str
-    required: true
+  probe_result:
+    description:
+      - The registered result of a M(leanvibe.deploy.synthetic_probe) task to judge instead of probing here; it needs
+        C(passed) and C(msg).
+    type: dict
   mode:
     description:
       - The probe mode, as for M(leanvibe.deploy.synthetic_probe).
@@ -92,6 +98,14 @@ options:
       - A file on the host that runs the gate whose existence means the operator aborted the run; the gate then fails
         without probing.
     type: path
+  failures:
+    description:
+      - Sentences of what already failed before this gate, for example a release that did not deploy on an app host;
+        any fails the gate, and they come first in RV(reasons).
+      - With O(weight=0) the gate judges a release before it takes traffic (RV(traffic_moved) is false).
+    type: list
+    elements: str
+    default: []
 seealso:
   - module: leanvibe.deploy.rollout_plan
   - module: leanvibe.deploy.synthetic_probe
@@ -122,6 +136,13 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: gate
+
+- name: Gate the release before it takes traffic (a host where it did not deploy fails it clean)
+  leanvibe.deploy.rollout_gate:
+    weight: 0
+    step: 0
+    failures: "{{ groups['app'] | map('extract', hostvars, 'release_error') | select('defined') | list }}"
+    abort_file: /run/leanvibe/abort
 """
 
 RETURN = r"""
@@ -151,6 +172,12 @@ reasons:
   type: list
   elements: str
   sample: ["traffic: canary 5xx rate 12.0 % is above 2.0 % (stable 0.0 %)"]
+traffic_moved:
+  description:
+    - Whether the new color took traffic at this step (O(weight) above 0); a failed gate without it fails clean.
+  returned: always
+  type: bool
+  sample: true
 aborted:
   description: Whether the operator aborted the run.
   returned: always
@@ -197,7 +224,13 @@ import warnings
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
-from ansible_collections.leanvibe.deploy.plugins.module_utils.gate import aborted, judge, validate_analyses, validate_weight
+from ansible_collections.leanvibe.deploy.plugins.module_utils.gate import (
+    aborted,
+    judge,
+    validate_analyses,
+    validate_probe_result,
+    validate_weight,
+)
 from ansible_collections.leanvibe.deploy.plugins.module_utils.probes import (
     HAS_REQUESTS,
     MODES,
@@ -215,7 +248,8 @@ def main():
         argument_spec=dict(
             weight=dict(type="int", required=True),
             step=dict(type="int"),
-            url=dict(type="str", required=True),
+            url=dict(type="str"),
+            probe_result=dict(type="dict"),
             mode=dict(type="str", default="quick", choices=list(MODES)),
             headers=dict(type="dict"),
             api_key=dict(type="str", no_log=True),
@@ -225,27 +259,35 @@ def main():
             validate_certs=dict(type="bool", default=True),
             analyses=dict(type="list", elements="dict", default=[]),
             abort_file=dict(type="path"),
+            failures=dict(type="list", elements="str", default=[]),
         ),
+        mutually_exclusive=[("url", "probe_result")],
         supports_check_mode=True,
     )
     params = module.params
-    if not HAS_REQUESTS:
+    if params["url"] is not None and not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     try:
         # Every argument is checked before the first probe goes out.
         validate_weight(params["weight"])
         validate_analyses(params["analyses"])
-        validate_threshold(params["success_threshold"])
-        names = select_probes(params["mode"])
-        target = ProbeTarget(params["url"], headers=params["headers"], api_key=params["api_key"], timeout=params["timeout"],
-                             verify_tls=params["validate_certs"], expect_version=params["expect_version"])
-        check_requirements(target, names)
-        if not target.verify_tls:
-            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        given = validate_probe_result(params["probe_result"])
+        target = None
+        if params["url"] is not None:
+            validate_threshold(params["success_threshold"])
+            names = select_probes(params["mode"])
+            target = ProbeTarget(params["url"], headers=params["headers"], api_key=params["api_key"], timeout=params["timeout"],
+                                 verify_tls=params["validate_certs"], expect_version=params["expect_version"])
+            check_requirements(target, names)
+            if not target.verify_tls:
+                warnings.filterwarnings("ignore", message="Unverified HTTPS request")
         stop = aborted(params["abort_file"])
-        # An abort fails the gate at once: no probe stands between it and the rollback.
-        report = None if stop else run_suite(target, success_threshold=params["success_threshold"], mode=params["mode"])
-        result = judge(params["weight"], params["step"], report, params["analyses"], aborted=stop)
+        # An abort or an earlier failure fails the gate at once: no probe stands between it and the rollback.
+        report = given
+        if target is not None and not stop and not params["failures"]:
+            report = run_suite(target, success_threshold=params["success_threshold"], mode=params["mode"])
+        result = judge(params["weight"], params["step"], report, params["analyses"], aborted=stop,
+                       failures=params["failures"])
     except ValidationError as exc:
         module.fail_json(msg=str(exc))
     if not result["passed"]:

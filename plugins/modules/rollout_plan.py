@@ -88,8 +88,21 @@ options:
     type: dict
   abort_delay_s:
     description:
-      - Seconds the new color keeps running after a rollback, for in-flight requests; only shown in RV(summary).
-    type: int
+      - Seconds the new color keeps running after a failed gate sent traffic back, for in-flight requests; a whole
+        number, not negative. Returned as RV(abort_delay_s) for the playbook's pause.
+    type: raw
+    default: 0
+  old_color:
+    description:
+      - What happens to the color that served once the release is promoted; V(keep) leaves it running warm for an
+        instant switch back, V(stop) stops it after O(old_color_warm_s). Returned as RV(retire_old_color).
+    type: str
+    choices: [keep, stop]
+    default: keep
+  old_color_warm_s:
+    description:
+      - With O(old_color=stop), seconds the old color stays warm after the promotion before it stops.
+    type: raw
     default: 0
 seealso:
   - module: leanvibe.deploy.rollout_gate
@@ -189,6 +202,12 @@ steps:
   type: list
   elements: dict
   sample: [{weight: 10, pause_s: 60, probes: quick, analysis: {min_requests: 20, insufficient_data: inconclusive}}]
+step_weights:
+  description: The weight of each step, in order.
+  returned: success
+  type: list
+  elements: int
+  sample: [10, 25, 50, 100]
 duration_s:
   description: About how long the steps take, each one's pause plus 5 s of gate, plus 20 s for the run.
   returned: success
@@ -204,6 +223,21 @@ expect:
   returned: success
   type: dict
   sample: {active_color: blue, version: 1.0.0}
+abort_delay_s:
+  description: Seconds the new color keeps running after a failed gate sent traffic back (O(abort_delay_s), checked).
+  returned: success
+  type: int
+  sample: 30
+retire_old_color:
+  description: Whether the color that served stops once the release is promoted (O(old_color=stop) and a change of color).
+  returned: success
+  type: bool
+  sample: false
+old_color_warm_s:
+  description: Seconds the old color stays warm after a promotion before it stops, with RV(retire_old_color).
+  returned: success
+  type: int
+  sample: 60
 summary:
   description: The plan in lines for a person.
   returned: success
@@ -217,7 +251,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.leanvibe.deploy.plugins.module_utils.common import ValidationError
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_errors import LedgerError
 from ansible_collections.leanvibe.deploy.plugins.module_utils.ledger_store import Ledger
-from ansible_collections.leanvibe.deploy.plugins.module_utils.plan import STRATEGIES, plan_rollout, validate_inputs
+from ansible_collections.leanvibe.deploy.plugins.module_utils.plan import (
+    STRATEGIES,
+    plan_rollout,
+    validate_inputs,
+    validate_old_color,
+    validate_pause,
+)
 
 
 def main():
@@ -233,7 +273,9 @@ def main():
             pause_s=dict(type="raw"),
             probes=dict(type="str"),
             analysis=dict(type="dict"),
-            abort_delay_s=dict(type="int", default=0),
+            abort_delay_s=dict(type="raw", default=0),
+            old_color=dict(type="str", default="keep", choices=["keep", "stop"]),
+            old_color_warm_s=dict(type="raw", default=0),
         ),
         supports_check_mode=True,
     )
@@ -241,9 +283,12 @@ def main():
     try:
         version, steps = validate_inputs(params["strategy"], params["version"], params["steps"], params["pause_s"],
                                          params["probes"], params["analysis"], params["version_var"])
+        abort_delay_s = validate_pause(params["abort_delay_s"], "abort_delay_s")
+        old_color, warm_s = validate_old_color(params["old_color"], params["old_color_warm_s"])
         ledger = Ledger(params["path"], params["app"], params["environment"])
         result = plan_rollout(params["strategy"], version, steps, ledger.read(), check_mode=module.check_mode,
-                              app=params["app"], environment=params["environment"], abort_delay_s=params["abort_delay_s"])
+                              app=params["app"], environment=params["environment"], abort_delay_s=abort_delay_s,
+                              old_color=old_color, old_color_warm_s=warm_s)
     except (ValidationError, LedgerError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, msg="; ".join(result["summary"]), **result)

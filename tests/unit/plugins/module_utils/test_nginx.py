@@ -4,6 +4,7 @@ import json
 import os
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
@@ -646,6 +647,18 @@ def test_no_change_reports_unchanged_and_touches_nothing(tmp_path):
     assert lb.runner.commands == []
     assert lb.contents() == before
     assert [os.stat(path).st_ino for path in before] == inodes
+
+
+def test_applied_at_starts_the_window_of_the_weights(tmp_path):
+    lb = Lb(tmp_path)
+    started = time.time()
+    changed = lb.apply(DOC_90)
+    # After nginx -t and the reload: the window of the new weights starts no earlier than that (to the ms it keeps).
+    assert started - 0.001 <= changed["applied_at"] <= time.time() + 0.001
+    lb.reset()
+    again = lb.apply(DOC_90)
+    assert again["changed"] is False and again["applied_at"] >= changed["applied_at"]
+    assert lb.apply(DOC_50, check_mode=True)["applied_at"] is None
 
 
 def test_doc_none_keeps_weights_in_force(tmp_path):

@@ -68,7 +68,7 @@ def test_mapping_steps_carry_their_own_settings_over_the_defaults():
     ([{"weight": 50}, 25], 'canary_steps must be strictly increasing (got steps [{"weight": 50}, 25]).'),
     ([{"weight": 10, "pause_s": -1}], "step 1 of canary_steps: pause_s must not be negative (got -1)."),
     ([{"weight": 10, "pause_s": "soon"}], 'step 1 of canary_steps: pause_s must be a whole number of seconds (got "soon").'),
-    ([{"weight": 10, "probes": "all"}], 'step 1 of canary_steps: probes must be one of quick, standard, comprehensive, critical-path-only (got "all").'),
+    ([{"weight": 10, "probes": "all"}], 'step 1 of canary_steps: probes must be one of quick, standard, critical-path-only, comprehensive (got "all").'),
     ([{"weight": 10, "analysis": 5}], "step 1 of canary_steps: analysis must be a mapping of limits"),
     ([{"weight": 10, "analysis": {"p99": 3}}], "step 1 of canary_steps: analysis has unknown limit p99"),
 ])
@@ -82,7 +82,7 @@ def test_bad_steps_are_refused_with_one_sentence(given, message):
 @pytest.mark.parametrize("kwargs, message", [
     ({"pause_s": -1}, "canary_step_pause_s must not be negative (got -1)."),
     ({"pause_s": "x"}, 'canary_step_pause_s must be a whole number of seconds (got "x").'),
-    ({"probes": "slow"}, 'canary_step_probe_mode must be one of quick, standard, comprehensive, critical-path-only (got "slow").'),
+    ({"probes": "slow"}, 'canary_step_probe_mode must be one of quick, standard, critical-path-only, comprehensive (got "slow").'),
     ({"analysis": ["min_requests"]}, "canary_analysis must be a mapping of limits"),
     ({"analysis": {"min_request": 3}}, "canary_analysis has unknown limit min_request"),
 ])

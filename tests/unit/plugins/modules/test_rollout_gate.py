@@ -89,3 +89,43 @@ def test_missing_requests_library(capsys, monkeypatch):
     monkeypatch.setattr(rollout_gate, "HAS_REQUESTS", False)
     result = run(capsys, args())
     assert result["failed"] is True and "requests" in result["msg"]
+
+
+def test_a_registered_probe_result_is_judged_without_probing(capsys, suite):
+    given = {"passed": False, "msg": "Suite failed: websocket (403).", "probes": [{"name": "websocket", "passed": False}],
+             "changed": False}
+    result = run(capsys, {"weight": 10, "step": 1, "probe_result": given, "analyses": [{"verdict": "inconclusive", "reasons": []}]})
+    assert result["failed"] is True and result["reasons"] == ["probes: Suite failed: websocket (403)."]
+    assert result["probes"] == given["probes"] and suite.calls == []
+
+
+def test_without_probes_only_the_traffic_counts(capsys, suite):
+    result = run(capsys, {"weight": 10, "analyses": [{"verdict": "pass", "reasons": []}]})
+    assert result["passed"] is True and result["probes"] == [] and suite.calls == []
+
+
+@pytest.mark.parametrize("given", [{"msg": "x"}, {"passed": "yes", "msg": "x"}, {"passed": True}])
+def test_a_probe_result_that_is_not_one_is_refused(capsys, suite, given):
+    result = run(capsys, {"weight": 10, "probe_result": given})
+    assert result["failed"] is True
+    assert result["msg"] == "probe_result must be the result of a synthetic_probe task, with passed and msg."
+
+
+def test_url_and_probe_result_exclude_each_other(capsys, suite):
+    result = run(capsys, args(probe_result={"passed": True, "msg": "ok"}))
+    assert result["failed"] is True and "mutually exclusive" in result["msg"]
+
+
+def test_failures_before_traffic_fail_the_gate_clean_without_probing(capsys, suite):
+    result = run(capsys, args(weight=0, step=0, failures=["2.0.0 on app1: port 9002 in use", " "]))
+    assert result["failed"] is True and result["passed"] is False
+    assert result["traffic_moved"] is False
+    assert result["reasons"] == ["2.0.0 on app1: port 9002 in use"]
+    assert result["msg"] == "gate failed before traffic moved: 2.0.0 on app1: port 9002 in use"
+    assert suite.calls == []
+
+
+def test_a_gate_with_traffic_says_it_moved_and_returns_no_facts(capsys, suite):
+    result = run(capsys, args())
+    assert result["traffic_moved"] is True and "ansible_facts" not in result
+    assert run(capsys, args(weight=0, step=0))["msg"] == "gate passed before traffic moved"

@@ -58,9 +58,21 @@ def test_a_canary_goes_to_the_idle_color_with_the_steps_as_data(capsys, ledger):
     assert result["duration_s"] == 12 + 125 + 12 + 20
     assert result["worst_case_rollback_s"] == 126
     assert result["expect"] == {"active_color": "blue", "version": "1.0.0"}
+    assert result["step_weights"] == [10, 50, 100]
     assert result["weights"] == {"blue": 100, "green": 0}
     assert result["summary"][0] == "demo 1.0.0 on blue -> 2.0.0 on green"
     assert result["summary"][1] == "steps 10 % -> 50 % -> 100 %, pauses of 7 to 120 s, about 169 s in all"
+
+
+def test_what_follows_a_failed_gate_and_a_promotion_is_planned(capsys, ledger):
+    ledger.write()
+    result = run(capsys, ledger.args(version="2.0.0", abort_delay_s="30", old_color="stop", old_color_warm_s=60))
+    assert (result["abort_delay_s"], result["retire_old_color"], result["old_color_warm_s"]) == (30, True, 60)
+    kept = run(capsys, ledger.args(version="2.0.0"))
+    assert (kept["abort_delay_s"], kept["retire_old_color"]) == (0, False)
+    # A rollback keeps the color it leaves: that is where the release it left stays warm.
+    rollback = run(capsys, ledger.args(version="0.9.0", strategy="rollback", old_color="stop"))
+    assert rollback["retire_old_color"] is False
 
 
 def test_uniform_pauses_read_as_one(capsys, ledger):
@@ -162,8 +174,12 @@ BAD = [
     # step defaults
     ({"pause_s": -1}, "canary_step_pause_s must not be negative (got -1).", ""),
     ({"pause_s": "1m"}, 'canary_step_pause_s must be a whole number of seconds (got "1m").', ""),
-    ({"probes": "all"}, "canary_step_probe_mode must be one of quick, standard, comprehensive, critical-path-only", ""),
+    ({"probes": "all"}, "canary_step_probe_mode must be one of quick, standard, critical-path-only, comprehensive", ""),
     ({"analysis": {"p99": 1}}, "canary_analysis has unknown limit p99", ""),
+    # what follows a failed gate and a promotion
+    ({"abort_delay_s": -5}, "abort_delay_s must not be negative (got -5).", ""),
+    ({"abort_delay_s": "soon"}, 'abort_delay_s must be a whole number of seconds (got "soon").', ""),
+    ({"old_color": "stop", "old_color_warm_s": 1.5}, "old_color_warm_s must be a whole number of seconds (got 1.5).", ""),
 ]
 
 
