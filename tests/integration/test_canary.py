@@ -4,7 +4,6 @@ The module's environment is brought up by site.yml (1.0.0 on blue). The first te
 faulty canary after it must leave 2.0.0 serving. The last test kills ansible-playbook in the middle of a step.
 """
 
-import json
 import os
 import re
 import signal
@@ -71,10 +70,13 @@ FAULTS = {
     "health": ({"LEANVIBE_FAULT_HEALTH": "fail"}, {"canary_steps": [10, 50, 100], "app_health_timeout": 10}, False,
                r"healthy|HTTP 503|basic_health"),
     "websocket": ({"LEANVIBE_FAULT_WEBSOCKET": "fail"}, {"canary_steps": [10, 50, 100]}, False, r"websocket"),
-    # The process dies 4 s after each start and supervisord restarts it (about 2 s down every 6 s): five steps of
-    # about 4 s each put at least one step's probes into a down window.
-    "crash": ({"LEANVIBE_FAULT_CRASH_AFTER_S": "4"}, {"canary_steps": [10, 25, 50, 75, 100], "canary_step_pause_s": 2}, False,
-              r"expected 3\.0\.5|reports version|refused|reset|[Cc]onnection|HTTP 50\d|not become healthy|closed|EOF"),
+    # The process dies 4 s after each start and supervisord restarts it (about 2 s down every 6 s). The probes of a
+    # gate take milliseconds and may all fall into up windows; the background traffic of a step's window does not:
+    # what the canary dropped, the stable color took over (failover) or nginx answered with a 5xx.
+    "crash": ({"LEANVIBE_FAULT_CRASH_AFTER_S": "4"},
+              {"canary_steps": [10, 25, 50, 75, 100], "canary_step_pause_s": 3, "canary_analysis": {"min_requests": 5}},
+              True, r"expected 3\.0\.5|reports version|refused|reset|[Cc]onnection|HTTP 50\d|not become healthy|closed|EOF"
+              r"|failover|5xx"),
 }
 VERSIONS = {"error_rate": "3.0.1", "latency": "3.0.2", "health": "3.0.3", "websocket": "3.0.4", "crash": "3.0.5"}
 
@@ -140,17 +142,8 @@ def test_check_mode_prints_the_plan_and_changes_nothing(local_env, promoted, unc
     assert "check mode: nothing was changed" in text
 
 
-@pytest.mark.parametrize("steps, problem", [
-    ([50, 25], "canary_steps must be strictly increasing"),
-    ([0, 10], "each of canary_steps must be from 1 to 100"),
-    ([10, 150], "each of canary_steps must be from 1 to 100"),
-    ([], "canary_steps must not be empty"),
-])
-def test_invalid_steps_are_refused_with_one_sentence(local_env, promoted, unchanged, steps, problem):
-    run = local_env.canary("4.3.0", canary_steps=steps)
-    assert run.rc != 0
-    # One sentence (a rescue that re-raises it may repeat it, nothing else).
-    assert set(run.failure_messages()) == {"%s (got steps %s)." % (problem, json.dumps(steps))}, run.failure_messages()
+# Bad steps: the unit tests of rollout_plan (tests/unit/plugins/modules/test_rollout_plan.py) hold the cases, the
+# bad-input matrix one run of canary.yml that proves a refusal changes nothing.
 
 
 # --- 4. a concurrent deployment ---------------------------------------------------------------------------------------
