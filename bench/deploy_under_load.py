@@ -179,10 +179,15 @@ def read_timeline(path):
     return events
 
 
-def find_event(events, task, kinds=("ok", "failed")):
-    """Results of the task named `task` (a role's task is named "<role> : <task>")."""
+def find_results(events, module, kinds=("ok", "failed")):
+    """Results of the leanvibe.deploy module `module` (the timeline's `action`, resolved to its FQCN)."""
     return [event for event in events if event.get("event") in kinds
-            and (event.get("task") == task or str(event.get("task", "")).endswith(" : " + task))]
+            and event.get("action") in (module, "leanvibe.deploy." + module)]
+
+
+def failed_gates(events):
+    """The gates that failed with traffic on the new color: what a rollback answers."""
+    return [event for event in find_results(events, "rollout_gate", ("failed",)) if event.get("traffic_moved")]
 
 
 def build_artifact(version):
@@ -242,7 +247,7 @@ class Phase:
         elif not self.expect_ok:
             if self.rc == 0:
                 self.problem = "the faulty canary was promoted (see %s)" % self.log_path
-            elif not find_event(self.events, "Gate the step", ("failed",)):
+            elif not failed_gates(self.events):
                 self.pre_traffic = True
                 self.problem = ("the faulty canary failed before its traffic was judged, not by a gate: not a rollback "
                                 "(see %s)" % self.log_path)
@@ -339,14 +344,11 @@ def first_change(changes, test):
 
 def plan_colors(phase):
     """(old color, new color) of the phase, from the plan the playbook made (or the ledger)."""
-    for event in phase.events:
-        facts = event.get("facts") or {}
-        if "bg_plan" in facts:
-            return facts["bg_plan"]["active"], facts["bg_plan"]["target"]
-        if "canary_plan" in facts:
-            return facts["canary_plan"]["stable_color"], facts["canary_plan"]["canary_color"]
+    for event in find_results(phase.events, "rollout_plan", ("ok",)):
+        if event.get("old_color") and event.get("new_color"):
+            return event["old_color"], event["new_color"]
     old = phase.ledger_before.get("active_color")
-    for event in find_event(phase.events, "Roll back the app's traffic", ("ok",)):
+    for event in find_results(phase.events, "rollback", ("ok",)):
         if event.get("to_color"):
             return old, event["to_color"]
     return old, phase.ledger_after.get("active_color")
@@ -410,12 +412,12 @@ def analyse_phase(phase, records, watch_changes, port_colors):
         back = first_change(changes, lambda b, a: b[new] > 0 and a[new] == 0)
         result["first_step_flip_ms"] = flip_to(step1, new, window, port_colors)
         result["flip_ms"], result["faulty_after_flip"] = drain_from(back, new, window, port_colors)
-        gates = find_event(phase.events, "Gate the step", ("failed",))
-        gate_at = float((gates[0].get("facts") or {}).get("canary_gate_checked_at") or 0) if gates else None
-        flips = find_event(phase.events, "Roll back the app's traffic", ("ok",))
+        gates = failed_gates(phase.events)
+        gate_at = float(gates[0].get("checked_at_epoch") or 0) if gates else None
+        flips = find_results(phase.events, "rollback", ("ok",))
         flipped_at = flips[0].get("flipped_at") if flips else None
         result["gate_at"], result["flipped_at"] = gate_at, flipped_at
-        result["gate_reasons"] = (gates[0].get("facts") or {}).get("canary_gate_reasons") if gates else None
+        result["gate_reasons"] = gates[0].get("reasons") if gates else None
         if gate_at and back:
             result["gate_to_module_flip_ms"] = round((flipped_at - gate_at) * 1000, 1) if flipped_at else None
             result["gate_to_weights_applied_ms"] = round((back["t_lo"] - gate_at) * 1000, 1)
@@ -427,7 +429,7 @@ def analyse_phase(phase, records, watch_changes, port_colors):
         full = first_change(changes, lambda b, a: b[new] < 100 and a[new] == 100)
         result["flip_ms"] = flip_to(full, new, window, port_colors)
         result["old_drained_ms"], result["old_after_flip"] = drain_from(full, old, window, port_colors)
-        flips = find_event(phase.events, "Roll back the app's traffic", ("ok",))
+        flips = find_results(phase.events, "rollback", ("ok",))
         flipped_at = flips[0].get("flipped_at") if flips else None
         result["flipped_at"] = flipped_at
         if full:

@@ -1,9 +1,10 @@
 """Notification callback of the benchmarks: a timeline of the run, one JSON line per event, in BENCH_TIMELINE_FILE.
 
 Each task start and each host result gets the wall-clock time (time.time(), the clock of the load generator
-and of nginx's $msec), the task name, and the few result fields the benchmark reads: the rollback module's
-`flipped_at` and `duration_ms`, the weights before and after, a gate's `canary_gate_checked_at` and
-reasons, and a short message. Enabled only by the benchmark (ANSIBLE_CALLBACKS_ENABLED=bench_timeline).
+and of nginx's $msec), the task name (for the reader of the timeline) and the module that ran (`action`, resolved
+to its FQCN, which the benchmark routes on), and the few result keys the benchmark reads: the rollback module's
+`flipped_at` and `duration_ms`, the weights before and after, a gate's `checked_at_epoch`, `traffic_moved` and
+reasons, a plan's colors, and a short message. Enabled only by the benchmark (ANSIBLE_CALLBACKS_ENABLED=bench_timeline).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ requirements:
 """
 
 KEPT_RESULT_KEYS = ("flipped_at", "duration_ms", "total_ms", "method", "before", "after", "to_version", "from_version",
-                    "to_color", "needs_redeploy", "verdict", "passed", "changed")
-KEPT_FACTS = ("canary_gate_checked_at", "canary_gate_step", "canary_gate_reasons", "canary_step_since", "canary_plan", "bg_plan")
+                    "to_color", "needs_redeploy", "verdict", "passed", "changed", "checked_at_epoch", "traffic_moved",
+                    "reasons", "weight", "applied_at", "old_color", "new_color", "strategy")
 
 
 class CallbackModule(CallbackBase):
@@ -61,14 +62,12 @@ class CallbackModule(CallbackBase):
 
     def _result(self, event, result):
         data = result._result
-        record = {"event": event, "task": result._task.get_name(), "host": result._host.get_name()}
+        task = result._task
+        record = {"event": event, "task": task.get_name(), "host": result._host.get_name(),
+                  "action": getattr(task, "resolved_action", None) or task.action}
         for key in KEPT_RESULT_KEYS:
             if key in data:
                 record[key] = data[key]
-        facts = data.get("ansible_facts") or {}
-        kept = dict((key, facts[key]) for key in KEPT_FACTS if key in facts)
-        if kept:
-            record["facts"] = kept
         if data.get("msg"):
             record["msg"] = str(data["msg"])[:500]
         self._write(record)

@@ -81,7 +81,6 @@ class RunInterpreter:
         failed = name in ("runner_on_failed", "runner_on_unreachable")
         out: list[RunEvent] = []
         out += self._published(res)
-        out += self._facts(res.get("ansible_facts") or {}, failed)
         action = data.get("resolved_action") or data.get("task_action") or ""
         if name != "runner_item_on_ok":
             out += self._module(action, res, failed, data)
@@ -131,30 +130,46 @@ class RunInterpreter:
             return "failed, traffic stays on %s: %s" % (p.get("from_version"), "; ".join(p.get("reasons") or []))
         return str(phase)
 
-    def _facts(self, facts: dict[str, Any], failed: bool) -> list[RunEvent]:
+    def _step(self, res: dict[str, Any]) -> list[RunEvent]:
+        """nginx_upstream moved traffic: a step when its canary color holds traffic (every LB reports the step)."""
+        after = res.get("after") or {}
+        canary = after.get("canary")
+        weight = (after.get("weights") or {}).get(canary) if canary else None
+        if not isinstance(weight, int) or weight <= 0 or (self.steps and self.steps[-1].weight == weight):
+            return []
+        step = StepResult(weight=weight)
+        self.steps.append(step)
+        return [RunEvent("step", "step %d/%d: %d %% of traffic on the canary" % (
+            len(self.steps), len(self.published.get("planned_steps") or []) or len(self.steps), step.weight),
+            step.to_dict())]
+
+    def _gate(self, res: dict[str, Any]) -> list[RunEvent]:
+        """rollout_gate judged a step with traffic: its probes (run in the gate) and its verdict."""
         events = []
-        if "canary_step_weight" in facts:
-            weight = int(facts["canary_step_weight"])
-            # Every LB host reports the step; it is one step.
-            if self.steps and self.steps[-1].weight == weight:
-                return events
-            step = StepResult(weight=weight)
-            self.steps.append(step)
-            events.append(RunEvent("step", "step %d/%d: %d %% of traffic on the canary" % (
-                len(self.steps), len(self.published.get("planned_steps") or []) or len(self.steps), step.weight),
-                step.to_dict()))
-        if "canary_gate_reasons" in facts and self.steps:
-            step = self.steps[-1]
-            step.reasons = [str(r) for r in facts.get("canary_gate_reasons") or []]
-            step.verdict = "fail" if failed or step.reasons else "pass"
-            text = "gate at %d %%: %s" % (step.weight, "PASS" if step.verdict == "pass" else "FAIL")
-            if step.reasons:
-                text += " (%s)" % "; ".join(step.reasons)
-            events.append(RunEvent("gate", text, step.to_dict()))
+        summary = res.get("probe_summary")
+        step = self.steps[-1] if self.steps and self.steps[-1].weight == res.get("weight") else None
+        if isinstance(summary, dict) and "passed" in summary:
+            if step is not None:
+                step.probes = "pass" if summary["passed"] else "fail"
+            events.append(RunEvent("probes", "probes %s: %s" % ("passed" if summary["passed"] else "FAILED",
+                                                                 summary.get("msg", "")),
+                                   {"passed": summary["passed"], "url": summary.get("url"), "mode": summary.get("mode")}))
+        if step is None:
+            return events
+        step.reasons = [str(r) for r in res.get("reasons") or []]
+        step.verdict = "pass" if res.get("passed") else "fail"
+        text = "gate at %d %%: %s" % (step.weight, "PASS" if step.verdict == "pass" else "FAIL")
+        if step.reasons:
+            text += " (%s)" % "; ".join(step.reasons)
+        events.append(RunEvent("gate", text, step.to_dict()))
         return events
 
     def _module(self, action: str, res: dict[str, Any], failed: bool, data: dict[str, Any]) -> list[RunEvent]:
         short = action.rsplit(".", 1)[-1]
+        if short == "nginx_upstream" and not failed:
+            return self._step(res)
+        if short == "rollout_gate" and res.get("traffic_moved"):
+            return self._gate(res)
         if short == "synthetic_probe" and "passed" in res:
             if self.steps and self.steps[-1].verdict == "running":
                 self.steps[-1].probes = "pass" if res["passed"] else "fail"
@@ -197,8 +212,8 @@ class RunInterpreter:
 
     def _failure(self, res: dict[str, Any], data: dict[str, Any], unreachable: bool) -> list[RunEvent]:
         msg = str(res.get("msg") or ("unreachable" if unreachable else "failed")).strip()
-        # A failed gate (a set_fact) carries its reasons in the facts, not in msg.
-        if "canary_gate_reasons" in (res.get("ansible_facts") or {}):
+        # A gate failed with traffic on the canary: the gate event says it, with its reasons.
+        if (data.get("resolved_action") or "").endswith(".rollout_gate") and res.get("traffic_moved"):
             return []
         text = "%s%s: %s" % (data.get("task") or "task", " on " + data["host"] if data.get("host") else "", msg)
         self.failures.append(msg)

@@ -20,7 +20,7 @@ from leanvibe_runner.result import RunResult, result_schema
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-P95_REASON = "traffic: canary p95 404 ms > limit 54.5 ms (1.5 \u00d7 stable p95 3 ms + 50 ms)"
+P95_REASON = "traffic: canary p95 407 ms > limit 59 ms (1.5 \u00d7 stable p95 6 ms + 50 ms)"
 
 
 def load_events(name: str) -> list[dict[str, Any]]:
@@ -78,9 +78,23 @@ class Stream:
                        {"changed": False, "ansible_stats": {"data": {"leanvibe_result": update},
                                                             "per_host": False, "aggregate": True}}, host=host)
 
-    def facts(self, host: str = "lb1", failed: bool = False, **facts: Any) -> "Stream":
-        add = self.failed if failed else self.ok
-        return add("Set facts", "ansible.builtin.set_fact", {"changed": False, "ansible_facts": facts}, host=host)
+    def weights(self, canary_weight: int, host: str = "lb1", canary: Optional[str] = "green",
+                stable: str = "blue") -> "Stream":
+        """nginx_upstream's result on one LB: the canary color at `canary_weight` % (no canary: `stable` at 100)."""
+        weights = {stable: 100 - canary_weight, canary: canary_weight} if canary else {stable: 100}
+        return self.ok("Set the traffic weights of the app", "leanvibe.deploy.nginx_upstream",
+                       {"changed": True, "method": "live", "applied_at": 1.0,
+                        "after": {"weights": weights, "stable": stable, "canary": canary}}, host=host)
+
+    def gate(self, weight: int, reasons: tuple[str, ...] = (), failed: Optional[bool] = None, host: str = "lb1",
+             probes: Optional[dict[str, Any]] = None) -> "Stream":
+        """rollout_gate's result (failed when it has reasons, unless `failed` says otherwise)."""
+        passed = not reasons
+        res = {"changed": False, "passed": passed, "weight": weight, "reasons": list(reasons),
+               "traffic_moved": weight > 0, "probe_summary": probes,
+               "msg": "gate passed at %d %%" % weight if passed else "gate failed at %d %%: %s" % (weight, "; ".join(reasons))}
+        add = self.failed if (not passed if failed is None else failed) else self.ok
+        return add("Gate the step", "leanvibe.deploy.rollout_gate", res, host=host)
 
     def stats(self, leanvibe_result: Optional[dict[str, Any]] = None) -> "Stream":
         artifact = {} if leanvibe_result is None else {"leanvibe_result": leanvibe_result}

@@ -28,7 +28,7 @@ def test_promote_stream_progress_in_order(promoted):
     _interpreter, events = promoted
     assert kinds(events) == (
         ["plan", "phase", "probes"]  # the plan, 'started', the canary's own probes on its port
-        + ["step", "probes", "analysis", "gate"] * 4
+        + ["step", "analysis", "probes", "gate"] * 4
         + ["probes", "phase"])  # the final probes at full traffic, then 'done'
     assert all(isinstance(event, RunEvent) for event in events)
 
@@ -49,8 +49,8 @@ def test_promote_stream_messages(promoted):
 def test_promote_stream_task_events_name_the_tasks(promoted):
     _interpreter, events = promoted
     tasks = [event for event in events if event.kind == "task"]
-    assert tasks[0].message == "Check the requested version"
-    assert tasks[0].data == {"play": "Plan the canary"}
+    planned = next(event for event in tasks if event.message == "Plan the canary from the version, the steps and the ledger")
+    assert planned.data == {"play": "Plan the canary"}
     assert "Gate the step" in [event.message for event in tasks]
 
 
@@ -86,14 +86,14 @@ def rolled_back():
 
 def test_rollback_stream_progress_in_order(rolled_back):
     _interpreter, events = rolled_back
-    assert kinds(events) == ["plan", "phase", "probes", "step", "probes", "analysis", "gate", "rollback", "phase",
+    assert kinds(events) == ["plan", "phase", "probes", "step", "analysis", "probes", "gate", "rollback", "phase",
                              "failure"]
     gate = next(event for event in events if event.kind == "gate")
     assert gate.message == "gate at 25 %%: FAIL (%s)" % P95_REASON
     assert gate.data["verdict"] == "fail"
     rollback = next(event for event in events if event.kind == "rollback")
-    assert rollback.message == "traffic back on 2.2.0 (blue) in 33 ms"
-    assert rollback.data["duration_ms"] == 33
+    assert rollback.message == "traffic back on 2.2.0 (blue) in 15 ms"
+    assert rollback.data["duration_ms"] == 15
     phase = [event for event in events if event.kind == "phase"][-1]
     assert phase.message.startswith("rolled back to 2.2.0: gate failed at 25 %")
     analysis = next(event for event in events if event.kind == "analysis")
@@ -104,7 +104,7 @@ def test_rollback_stream_failed_gate_is_not_a_failure_event(rolled_back):
     _interpreter, events = rolled_back
     failures = [event for event in events if event.kind == "failure"]
     assert len(failures) == 1
-    assert failures[0].data["task"] == "End the run failed"
+    assert failures[0].data["task"] == "End the run rolled back"
     assert failures[0].data["unreachable"] is False
 
 
@@ -121,7 +121,7 @@ def test_rollback_stream_result(rolled_back):
     step = result.steps[0]
     assert (step.weight, step.verdict, step.probes, step.analysis) == (25, "fail", "pass", "fail")
     assert step.reasons == [P95_REASON]
-    assert isinstance(result.rollback_ms, int) and not isinstance(result.rollback_ms, bool) and result.rollback_ms == 33
+    assert isinstance(result.rollback_ms, int) and not isinstance(result.rollback_ms, bool) and result.rollback_ms == 15
     validate(result)
 
 
@@ -480,34 +480,53 @@ def test_successful_run_without_a_published_status_is_ok():
 
 def test_steps_use_the_planned_count_and_the_worst_analysis():
     stream = canary_plan(Stream(), steps=(50, 100)).publish(phase="started")
-    stream.facts(canary_step_weight=50, canary_step_since=1.0)
+    stream.weights(50)
     stream.ok("Analyse", "leanvibe.deploy.traffic_analysis", {"verdict": "fail", "reasons": ["5xx"]}, host="lb1")
     stream.ok("Analyse", "leanvibe.deploy.traffic_analysis", {"verdict": "pass", "reasons": []}, host="lb2")
-    stream.ok("Probe", "leanvibe.deploy.synthetic_probe", {"passed": False, "msg": "503"})
     interpreter, events = interpret("canary", stream.events)
     assert [event.message for event in events if event.kind == "step"] == ["step 1/2: 50 % of traffic on the canary"]
     step = interpreter.steps[0]
-    assert (step.analysis, step.probes, step.verdict) == ("fail", "fail", "running")
+    assert (step.analysis, step.probes, step.verdict) == ("fail", None, "running")
     analyses = [event.message for event in events if event.kind == "analysis"]
     assert analyses == ["traffic on lb1: fail", "traffic on lb2: pass"]
 
 
-def test_gate_with_reasons_on_an_ok_event_still_fails_the_step():
-    stream = Stream().facts(canary_step_weight=10).facts(canary_gate_reasons=["probes: 503"])
+def test_the_gate_carries_the_probes_and_the_verdict_of_the_step():
+    stream = Stream().weights(10).gate(10, ["probes: 503"], probes={"passed": False, "msg": "503", "mode": "quick"})
     interpreter, events = interpret("canary", stream.events)
-    assert interpreter.steps[0].verdict == "fail"
+    step = interpreter.steps[0]
+    assert (step.verdict, step.probes, step.reasons) == ("fail", "fail", ["probes: 503"])
+    assert kinds(events) == ["step", "probes", "gate"]
     assert events[-1].message == "gate at 10 %: FAIL (probes: 503)"
+    # The gate's event says why; no separate failure for the gate's task.
+    assert interpreter.failures == []
 
 
-def test_a_failed_gate_without_reasons_fails_the_step():
-    stream = Stream().facts(canary_step_weight=10).facts(failed=True, canary_gate_reasons=[])
+def test_a_gate_with_reasons_on_an_ok_event_still_fails_the_step():
+    stream = Stream().weights(10).gate(10, ["traffic: p95"], failed=False)
     interpreter, events = interpret("canary", stream.events)
     assert interpreter.steps[0].verdict == "fail"
-    assert events[-1].message == "gate at 10 %: FAIL"
+    assert events[-1].message == "gate at 10 %: FAIL (traffic: p95)"
+
+
+def test_a_gate_before_traffic_moved_is_a_failure_not_a_step():
+    stream = Stream().gate(0, ["2.3.0 on app1: port in use"])
+    interpreter, events = interpret("canary", stream.events)
+    assert interpreter.steps == []
+    assert kinds(events) == ["failure"]
+    assert interpreter.failures == ["gate failed at 0 %: 2.3.0 on app1: port in use"]
+
+
+def test_weights_without_canary_traffic_are_no_step():
+    # blue-green's X-Canary route (the new color at 0 %), a promotion, the other LBs sent back after a rollback.
+    stream = Stream().weights(0).weights(0, canary=None, stable="green")
+    stream.failed("Set the traffic weights of the app", "leanvibe.deploy.nginx_upstream", {"msg": "nginx -t failed"})
+    interpreter, _events = interpret("canary", stream.events)
+    assert interpreter.steps == []
 
 
 def test_module_results_after_the_gate_do_not_change_the_step():
-    stream = Stream().facts(canary_step_weight=10).facts(canary_gate_reasons=[])
+    stream = Stream().weights(10).gate(10)
     stream.ok("Final probes", "leanvibe.deploy.synthetic_probe", {"passed": False, "msg": "x"})
     stream.ok("Analyse", "leanvibe.deploy.traffic_analysis", {"verdict": "fail"})
     interpreter, _events = interpret("canary", stream.events)
@@ -551,17 +570,16 @@ def test_task_action_is_used_without_resolved_action():
 def test_two_load_balancers_give_one_step_per_weight():
     stream = canary_plan(Stream(), steps=(50, 100)).publish(phase="started")
     for weight in (50, 100):
-        for host in ("lb1", "lb2"):  # 'Mark the start of the step's window' runs on every LB
-            stream.facts(host=host, canary_step_weight=weight, canary_step_since=1.0)
-        stream.ok("Probe", "leanvibe.deploy.synthetic_probe", {"passed": True, "msg": "ok"})  # run_once
+        for host in ("lb1", "lb2"):  # the weights change on every LB
+            stream.weights(weight, host=host)
         for host in ("lb1", "lb2"):
             stream.ok("Analyse", "leanvibe.deploy.traffic_analysis", {"verdict": "pass"}, host=host)
-        for host in ("lb1", "lb2"):  # 'Gate the step' runs on every LB
-            stream.facts(host=host, canary_gate_reasons=[], canary_gate_step=weight)
+        stream.gate(weight, probes={"passed": True, "msg": "ok"})  # run_once
     stream.publish(phase="done", status="promoted")
     interpreter, _events = interpret("canary", stream.events)
     result = interpreter.result(0, "successful")
-    assert [(step.weight, step.verdict) for step in result.steps] == [(50, "pass"), (100, "pass")]
+    assert [(step.weight, step.verdict, step.probes) for step in result.steps] == [(50, "pass", "pass"),
+                                                                                  (100, "pass", "pass")]
 
 
 def interpret_into(interpreter, events):
