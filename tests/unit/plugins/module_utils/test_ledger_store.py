@@ -4,10 +4,13 @@ import fcntl
 import json
 import multiprocessing
 import os
+import shutil
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
-from ledger_test_helpers import ALICE, act, begin_deploy, folder_names, on_disk, raw
+from ledger_test_helpers import ALICE, act, begin_deploy, folder_names, new_ledger, on_disk, raw
 
 from ansible_collections.leanvibe.deploy.plugins.module_utils import common as common_mod
 from ansible_collections.leanvibe.deploy.plugins.module_utils import ledger_store as store_mod
@@ -50,17 +53,63 @@ def test_folder_on_a_read_only_file_system_says_so(ledger, monkeypatch):
     assert raw(ledger) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
-def test_really_read_only_folder_fails_clearly(ledger):
+# Root writes into any folder whatever its mode: as root, the write is tried by a child process that runs as user nobody.
+NOBODY = 65534
+
+
+def run_as_a_user_the_mode_stops(function):
+    """function() in a forked child, as user nobody when this process is root -> (euid, what function raised or None)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.close(read_fd)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setresgid(NOBODY, NOBODY, NOBODY)
+                os.setresuid(NOBODY, NOBODY, NOBODY)
+            try:
+                function()
+                raised = None
+            except BaseException as exc:
+                raised = "%s: %s" % (type(exc).__name__, exc)
+            os.write(write_fd, json.dumps([os.geteuid(), raised]).encode("utf-8"))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and data, (status, data)
+    return json.loads(data.decode("utf-8"))
+
+
+@pytest.fixture
+def reachable_ledger():
+    """A ledger in a folder that user nobody can reach too (pytest's tmp_path is 0700 to its owner)."""
+    root = tempfile.mkdtemp(prefix="leanvibe-ledger-")
+    os.chmod(root, 0o755)
+    try:
+        yield new_ledger(Path(root))
+    finally:
+        os.chmod(os.path.join(root, "state"), 0o755)
+        shutil.rmtree(root)
+
+
+def test_really_read_only_folder_fails_clearly(reachable_ledger):
+    ledger = reachable_ledger
     act(ledger, "record", deployment={"version": "1.0.0"}, outcome="deployed")
     before = raw(ledger)
     os.chmod(ledger.folder, 0o555)
     try:
-        with pytest.raises(LedgerError, match="is not writable"):
-            act(ledger, "record", deployment={"version": "2.0.0"}, outcome="deployed")
+        euid, raised = run_as_a_user_the_mode_stops(
+            lambda: act(ledger, "record", deployment={"version": "2.0.0"}, outcome="deployed"))
     finally:
         os.chmod(ledger.folder, 0o755)
+    assert euid != 0
+    assert raised == "LedgerError: folder %s of ledger %s is not writable by this user." % (ledger.folder, ledger.path)
     assert raw(ledger) == before
+    assert folder_names(ledger) == ["demo.ledger.json", "demo.ledger.json.lock"]
 
 
 @pytest.mark.parametrize("content,detail", [
