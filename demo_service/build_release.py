@@ -8,9 +8,9 @@ sha256, so a deployment can tell a real change from a rebuild.
 
 import argparse
 import gzip
+import importlib.util
 import io
 import os
-import re
 import sys
 import tarfile
 import tempfile
@@ -20,19 +20,29 @@ from typing import Dict, Union
 SOURCE_DIR = Path(__file__).resolve().parent
 PACKAGE = "leanvibe_demo"
 DEFAULT_OUTPUT_DIR = Path(".run/artifacts")
-VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")  # used with fullmatch: no trailing newline slips through
+# The collection's own version rule (plugins/module_utils/common.py), loaded by path: it needs only the standard library.
+COMMON_PY = SOURCE_DIR.parent / "plugins" / "module_utils" / "common.py"
 # Fixed metadata: nothing about the build machine, the clock or the user may leak into the archive.
 MTIME = 946684800  # 2000-01-01T00:00:00Z
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 
+def _collection_common():
+    spec = importlib.util.spec_from_file_location("leanvibe_collection_common", COMMON_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def validate_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
-        raise ValueError(
-            f"invalid version {version!r}: use 1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit, without '..'"
-        )
-    return version
+    """The version as the playbooks and the runner check it; ValueError with their sentence."""
+    if not isinstance(version, str):
+        raise ValueError(f"invalid version {version!r}: it must be text")
+    try:
+        return _collection_common().validate_release_version(version)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def release_files(version: str, source_dir: Path = SOURCE_DIR) -> Dict[str, bytes]:
@@ -108,8 +118,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Build the reproducible release artifact of the LeanVibe demo service.")
     parser.add_argument("--version", required=True, help="release version, e.g. 1.4.0 (written to VERSION in the artifact)")
     parser.add_argument("--output-dir", default=str(DEFAULT_OUTPUT_DIR), help="where to write the artifact (default: %(default)s)")
+    parser.add_argument("--check-version", action="store_true",
+                        help="only check the version, as the playbooks do, and print it (CI uses it before building)")
     args = parser.parse_args(argv)
     try:
+        if args.check_version:
+            print(validate_version(args.version))
+            return 0
         path = build_release(args.version, args.output_dir)
     except ValueError as exc:
         print(f"build_release: {exc}", file=sys.stderr)

@@ -11,43 +11,32 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from .codes import UsageError
+from .collection import module_utils
 
-# The playbooks check versions against the same pattern (playbooks/canary.yml).
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 # Variables the runner sets from its own options; -e must not set them behind its back.
 RESERVED_VARS = ("app_version", "canary_steps", "canary_abort_file", "target_version", "emergency", "rollback_reason",
                  "probe_mode", "history_limit")
 
 
 def check_version(version: Any, what: str = "version") -> str:
-    text = "" if version is None else str(version)
-    if not VERSION_PATTERN.fullmatch(text):
-        raise UsageError(
-            "%s %r is not valid: use 1 to 64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit,"
-            " without path separators or spaces" % (what, text))
-    return text
+    """A release version, checked by the collection's own validator (module_utils/common.py), as the playbooks do."""
+    try:
+        return module_utils("common").validate_release_version(version, what)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def parse_steps(steps: Any) -> list[int]:
-    """Canary steps from "10,25,50,100" or a list: whole percentages from 1 to 100, strictly increasing."""
+def parse_steps(steps: Any) -> list[Any]:
+    """Canary steps from "10,25,50,100" or a list of percentages or step mappings, checked by the collection's own
+    steps validator (module_utils/plan.py parse_steps), as rollout_plan does. Text becomes a list of percentages; a
+    list goes to the playbook as given, so that the steps' own settings and the -e defaults still apply there."""
+    try:
+        parsed = module_utils("plan").parse_steps(steps, what="steps")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if isinstance(steps, str):
-        items: Iterable[Any] = [item.strip() for item in steps.split(",")]
-    elif isinstance(steps, (list, tuple)):
-        items = steps
-    else:
-        raise UsageError("steps must be a list of percentages such as 10,25,50,100, not %r" % (steps,))
-    result = []
-    for item in items:
-        if isinstance(item, bool) or not re.fullmatch(r"\d{1,3}", str(item).strip()):
-            raise UsageError("steps must be whole percentages such as 10,25,50,100; %r is not one" % (item,))
-        result.append(int(str(item).strip()))
-    if not result:
-        raise UsageError("steps must not be empty")
-    if min(result) < 1 or max(result) > 100:
-        raise UsageError("each step must be from 1 to 100 %%, got %s" % ",".join(map(str, result)))
-    if any(later <= earlier for earlier, later in zip(result, result[1:])):
-        raise UsageError("steps must be strictly increasing, got %s" % ",".join(map(str, result)))
-    return result
+        return [step["weight"] for step in parsed]
+    return list(steps)
 
 
 def resolve_inventory(inventory: Any, project_dir: Path) -> Path:

@@ -176,7 +176,7 @@ def test_on_event_gets_run_events_from_started_to_finished(project, fake):
     assert events[-1].message == "canary: rolled_back (exit 1)"
     assert events[-1].data == result.to_dict()
     shown = [event.kind for event in events if event.kind != "task"]
-    assert shown == ["started", "plan", "phase", "probes", "step", "probes", "analysis", "gate", "rollback", "phase",
+    assert shown == ["started", "plan", "phase", "probes", "step", "analysis", "probes", "gate", "rollback", "phase",
                      "failure", "finished"]
     assert all(answer is True for answer in runner.handler_returns)  # keeps ansible-runner's artifacts
     assert (result.status, result.exit_code, result.rolled_back) == ("rolled_back", ExitCode.FAILED_CLEAN, True)
@@ -194,7 +194,7 @@ def test_a_run_without_on_event(project, fake):
     ("deploy", "local", {}, "unknown command 'deploy'"),
     ("canary", "local", {}, "canary needs the version to deploy"),
     ("blue-green", "local", {}, "blue-green needs the version"),
-    ("canary", "local", {"version": "../etc"}, "version '../etc' is not valid"),
+    ("canary", "local", {"version": "../etc"}, 'version must be letters'),
     ("canary", "local", {"version": "2.0.0", "steps": "50,10"}, "strictly increasing"),
     ("canary", "local", {"version": "2.0.0", "extravars": ["app_version=1"]}, "app_version"),
     ("canary", "local", {"version": "2.0.0", "extravars": ["@/nonexistent/vars.yml"]}, "cannot be read"),
@@ -202,7 +202,7 @@ def test_a_run_without_on_event(project, fake):
     ("canary", None, {"version": "2.0.0"}, "an inventory is required"),
     ("status", "local", {"version": "2.0.0"}, "status takes no version"),
     ("rollback", "local", {"steps": "10"}, "only canary takes steps"),
-    ("rollback", "local", {"target_version": "a b"}, "target version 'a b' is not valid"),
+    ("rollback", "local", {"target_version": "a b"}, 'target version must be letters'),
     ("probe", "local", {"mode": "deep"}, "probe mode 'deep' is not one of"),
     ("history", "local", {"limit": 0}, "history limit"),
     ("history", "local", {"limit": 1001}, "history limit"),
@@ -341,7 +341,7 @@ def test_cancel_of_the_recorded_canary_that_aborted_at_its_first_gate(project, f
     assert result.reasons == ["gate failed at 50 %: aborted by the operator", "cancelled by the caller"]
     assert [(step.weight, step.verdict, step.reasons) for step in result.steps] == [
         (50, "fail", ["aborted by the operator"])]
-    assert result.rollback_ms == 29
+    assert result.rollback_ms == 7
     validate(result)
 
 

@@ -198,7 +198,7 @@ def project(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["history", "-i", "local", "--limit", "5000"], "the history limit must be a whole number from 1 to 1000"),
     (["history", "-i", "local", "--limit", "-1"], "the history limit must be a whole number from 1 to 1000"),
-    (["canary", "-i", "local", "--version", "../x"], "version '../x' is not valid"),
+    (["canary", "-i", "local", "--version", "../x"], 'version must be letters, digits'),
     (["canary", "-i", "local", "--version", "2.0", "--steps", "50,10"], "steps must be strictly increasing"),
     (["canary", "-i", "nowhere", "--version", "2.0"], "inventory nowhere not found"),
     (["status", "-i", "local", "-e", "app_version=1"], "app_version"),
@@ -220,6 +220,45 @@ def test_api_usage_error_with_json(project, capsys):
     assert err.startswith(ERROR_PREFIX) and len(err.splitlines()) == 1
 
 
+# The runner's own checks of --version and --steps (inputs.check_version, inputs.parse_steps) through the real api.run:
+# exit 2, one line on stderr, an `invalid` result with the one reason, and ansible-runner never started. The cases of
+# tests/integration/test_bad_input_matrix.py that only checked these live here; the matrix keeps one of each (a version
+# ../x, steps 25,25) to prove that the refusal changes nothing.
+VERSION_WORDS = ["must be letters, digits, '.', '_', '+' or '-' (1 to 64, starting with a letter or digit, no '..'),",
+                 "without path separators or spaces"]
+BAD_VERSIONS_AND_STEPS = {
+    "canary version ../x": (["canary", "--version", "../x"], ["version must be"] + VERSION_WORDS + ['(got "../x")']),
+    "canary version empty": (["canary", "--version", ""], ["version must be"] + VERSION_WORDS + ['(got "")']),
+    "canary version with spaces": (["canary", "--version", "1.0 beta"], ["version must be"] + VERSION_WORDS + ['(got "1.0 beta")']),
+    "blue-green version ../x": (["blue-green", "--version", "../x"], ["version must be"] + VERSION_WORDS + ['(got "../x")']),
+    "blue-green version empty": (["blue-green", "--version", ""], ["version must be"] + VERSION_WORDS + ['(got "")']),
+    "rollback target ../x": (["rollback", "--version", "../x"], ["target version must be"] + VERSION_WORDS + ['(got "../x")']),
+    "rollback target empty": (["rollback", "--version", ""], ["target version must be"] + VERSION_WORDS + ['(got "")']),
+    "rollback target with spaces": (["rollback", "--version", "1.0 beta"], ["target version must be"] + VERSION_WORDS + ['(got "1.0 beta")']),
+    "steps not increasing": (["canary", "--version", "4.0.0", "--steps", "25,25"], ['steps must be strictly increasing (got steps "25,25").']),
+    "steps that are not numbers": (["canary", "--version", "4.0.0", "--steps", "10,x"],
+                                   ['steps must be whole percentages separated by commas, such as 10,25,50,100 (got steps "10,x").']),
+    "steps over 100": (["canary", "--version", "4.0.0", "--steps", "50,101"], ['each of steps must be from 1 to 100 (got steps "50,101").']),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_VERSIONS_AND_STEPS))
+def test_bad_versions_and_steps_are_refused_before_anything_starts(project, capsys, name):
+    argv, words = BAD_VERSIONS_AND_STEPS[name]
+    artifacts = project / "artifacts"
+    code = cli.main(argv + ["-i", "local", "--json", "--artifact-dir", str(artifacts), "--project-dir", str(project)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    data = validate(json.loads(out))
+    assert (data["command"], data["status"], data["exit_code"]) == (argv[0], "invalid", 2)
+    assert len(data["reasons"]) == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0] == "%s %s" % (ERROR_PREFIX, data["reasons"][0])
+    for word in words:
+        assert word in data["reasons"][0], (word, data["reasons"][0])
+    assert not artifacts.exists()
+
+
 def test_history_limit_zero_is_a_usage_error(project, capsys, monkeypatch):
     runner = FakeRunner()
     monkeypatch.setattr(ansible_runner, "run", runner)
@@ -237,9 +276,9 @@ def test_summary_of_a_rolled_back_canary_names_the_reason(fake_run, capsys):
     lines = out.splitlines()
     assert lines[0] == "canary 2.3.0: rolled_back (exit 1) in 12.3 s"
     assert "  from 2.2.0" in lines
-    assert "  rolled back to 2.2.0 in 33 ms" in lines
-    assert "  reason: gate failed at 25 %: traffic: canary p95 404 ms > limit 54.5 ms" \
-           " (1.5 \u00d7 stable p95 3 ms + 50 ms)" in lines
+    assert "  rolled back to 2.2.0 in 15 ms" in lines
+    assert "  reason: gate failed at 25 %: traffic: canary p95 407 ms > limit 59 ms" \
+           " (1.5 \u00d7 stable p95 6 ms + 50 ms)" in lines
     assert any(line.startswith("  step  25 %  fail  probes pass  traffic fail") for line in lines)
     assert "  artifacts: /tmp/leanvibe-deploy-canary-x/artifacts/1" in lines
 

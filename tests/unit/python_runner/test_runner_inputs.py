@@ -24,11 +24,13 @@ def test_check_version_returns_text_of_non_strings():
 def test_check_version_rejects_bad_versions(version):
     with pytest.raises(UsageError) as info:
         check_version(version)
-    assert "is not valid" in str(info.value)
+    # The collection's validator (module_utils/common.py) and its sentence, the one the playbooks give.
+    assert "letters, digits, '.', '_', '+' or '-'" in str(info.value)
+    assert str(info.value).endswith("(got %s)." % json.dumps(version))
 
 
 def test_check_version_names_what_it_checks():
-    with pytest.raises(UsageError, match=r"^target version '\.\./x' is not valid"):
+    with pytest.raises(UsageError, match=r'^target version must be letters.* \(got "\.\./x"\)\.$'):
         check_version("../x", "target version")
 
 
@@ -45,7 +47,8 @@ def test_check_version_rejects_a_trailing_newline():
     ("1", [1]),
     ([10, 50, 100], [10, 50, 100]),
     ((5, 6), [5, 6]),
-    (["10", "20"], [10, 20]),
+    # Blank survey text means the default steps, as rollout_plan reads it.
+    ("", [10, 25, 50, 100]),
 ])
 def test_parse_steps_accepts_strings_and_lists(steps, expected):
     assert parse_steps(steps) == expected
@@ -60,23 +63,29 @@ def test_parse_steps_accepts_strings_and_lists(steps, expected):
     ("10,101", "from 1 to 100"),
     ([101], "from 1 to 100"),
     ([], "must not be empty"),
-    ("", "whole percentages"),
     ("10,,50", "whole percentages"),
     ("ten", "whole percentages"),
     ("10,twenty", "whole percentages"),
-    ([10.5], "whole percentages"),
+    ([10.5], "whole numbers"),
     ("-10,20", "whole percentages"),
-    ("1000", "whole percentages"),
-    ([True], "whole percentages"),
-    ([10, False], "whole percentages"),
+    ("1000", "from 1 to 100"),
+    ([True], "whole numbers"),
+    ([10, False], "whole numbers"),
+    (["10", "20"], "whole numbers"),
     (True, "must be a list"),
     (50, "must be a list"),
-    (None, "must be a list"),
     ({"a": 10}, "must be a list"),
 ])
 def test_parse_steps_rejects_bad_steps(steps, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as info:
         parse_steps(steps)
+    # The collection's sentence (module_utils/plan.py), naming the steps as given.
+    assert str(info.value).endswith("(got steps %s)." % json.dumps(steps))
+
+
+def test_parse_steps_hands_step_mappings_over_as_given():
+    steps = [10, {"weight": 50, "pause_s": 300, "probes": "standard"}, 100]
+    assert parse_steps(steps) == steps
 
 
 # -- resolve_inventory --------------------------------------------------------------------------------------
