@@ -102,7 +102,7 @@ def analyse(local_env, **args):
 def test_faulty_canary_fails_and_healthy_canary_passes(local_env, canary):
     canary("2.1.0", {"LEANVIBE_FAULT_ERROR_RATE": "0.5"})
     warm_up("green")
-    since = time.time()
+    faulty_since = since = time.time()
     statuses = send_traffic()
     assert statuses.get(("api", 500), 0) > 0 and statuses.get(("probe", 500), 0) > 0, statuses
     assert statuses.get(("api", 200), 0) > 0 and statuses.get(("health", 200), 0) == 80, statuses
@@ -138,5 +138,6 @@ def test_faulty_canary_fails_and_healthy_canary_passes(local_env, canary):
     assert healthy["window"]["since"] == pytest.approx(since, abs=0.001)
 
     # The faulty release's requests were outside that window; a window over both phases finds them again.
-    rc, both = analyse(local_env, window_s=time.time() - since + 600)
+    # It starts at the faulty phase: the session's earlier tests also sent healthy traffic to green.
+    rc, both = analyse(local_env, since=faulty_since)
     assert rc == 0 and both["canary"]["errors"] > 0 and both["verdict"] == "fail"
