@@ -110,8 +110,11 @@ test-fast: setup
 
 # PYTEST_ARGS: extra pytest options, e.g. PYTEST_ARGS='-m "not slow"' or PYTEST_ARGS='-k canary'.
 PYTEST_ARGS ?=
+# Most unit tests wait (on sockets, subprocesses, timeouts) rather than compute: two workers halve the stage.
+UNIT_WORKERS ?= 2
 unit:
-	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+	mkdir -p $(CURDIR)/.cache
+	$(BIN)/python -m pytest tests/unit -q -n $(UNIT_WORKERS) --basetemp=$(CURDIR)/.cache/pytest-unit $(PYTEST_ARGS)
 
 # Offline checks of the CI and delivery files: the workflow (its `if:` conditions through GitHub's expression
 # evaluator), the execution environment, the galaxy build and the AWX playbook.
