@@ -63,6 +63,24 @@ def other_color(color):
     return "green" if color == "blue" else "blue"
 
 
+def assert_consistent(env, before=None):
+    """Ledger, weights file and the LB agree: no lock, nothing in progress, 100 % on the stable color, which serves
+    the ledger's stable version; every earlier history entry is kept. Returns the ledger."""
+    ledger = env.read_ledger()
+    assert ledger["lock"] is None, ledger["lock"]
+    assert ledger["in_progress"] is None, ledger["in_progress"]
+    active = ledger["active_color"]
+    weights = env.read_weights()
+    assert (weights[active], weights[other_color(active)], weights["stable"], weights["canary"]) == ("100", "0", active, ""), weights
+    assert ledger["weights"] == {active: 100, other_color(active): 0}
+    assert env.served_versions() == {stable_version(ledger)}
+    assert env.slot_answers(active) == stable_version(ledger)
+    if before is not None:
+        ids = [entry["id"] for entry in before["history"]]
+        assert [entry["id"] for entry in ledger["history"][:len(ids)]] == ids
+    return ledger
+
+
 def child_pids(pid):
     """Live pids whose parent is `pid` (the workers of an nginx master)."""
     found = set()
@@ -294,19 +312,18 @@ class LocalEnv:
             return False
 
     def reset(self):
-        """Back to the baseline, doing only what differs: green stopped, the ledger's bytes put back, blue redeployed
-        with BASELINE_VERSION by site.yml if it runs another release, the weights set back to blue 100 %."""
+        """Back to the baseline, doing only what differs, in one run of tests/integration/playbooks/reset.yml: green
+        stopped, blue redeployed with BASELINE_VERSION if it runs another release, the weights set back to blue
+        100 %; the ledger's bytes are put back first."""
         if self.at_baseline():
             return
-        if self.slot_answers("green") is not None:
-            rc, out = self.module("app-local", "leanvibe.deploy.slot_release",
-                                  {"app": "demo", "slot": "green", "base_dir": self.path("app"), "state": "stopped"})
-            assert rc == 0, out
+        parts = {"reset_stop_green": self.slot_answers("green") is not None,
+                 "reset_blue_version": BASELINE_VERSION if self.slot_answers("blue") != BASELINE_VERSION else "",
+                 "reset_weights": (read_bytes(self.weights_path()) != self.baseline["weights"]
+                                   or self.live_weights() != self.baseline["live_weights"])}
         write_bytes(self.ledger_path, self.baseline["ledger"])
-        if self.slot_answers("blue") != BASELINE_VERSION:
-            self.playbook("site.yml")
-        if read_bytes(self.weights_path()) != self.baseline["weights"] or self.live_weights() != self.baseline["live_weights"]:
-            self.playbook(os.path.join("tests", "integration", "playbooks", "reset_weights.yml"))
+        if any(parts.values()):
+            self.playbook(os.path.join("tests", "integration", "playbooks", "reset.yml"), "-e", json.dumps(parts))
         assert self.at_baseline(), "the reset left %r, not the baseline" % {
             "weights": self.read_weights(), "live": self.live_weights(), "blue": self.slot_answers("blue"),
             "green": self.slot_answers("green")}
